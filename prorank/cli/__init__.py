@@ -1,0 +1,71 @@
+"""The ``prorank`` command: a thin layer over each part's ``main(cfg)``.
+
+Each subcommand lives in its own module here and exposes ``register(subparsers)``, which adds
+its parser and sets ``func`` (called with the parsed namespace). Modules are imported lazily by
+the handler, so ``prorank --help`` stays fast and an inference-only install never imports
+pyserini, TRL or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# (module under prorank.cli, one-line help) in the order shown by --help
+SUBCOMMANDS = (
+    "models",
+    "rank",
+    "index",
+    "eval",
+    "train",
+    "export",
+    "serve",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prorank",
+        description=(
+            "ProRank: small language models as document rerankers. "
+            "Pull a model, rank documents, index a corpus with BM25, evaluate on BEIR, "
+            "train (GRPO prompt warmup, score learning), export and serve."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from prorank import __version__
+
+    parser.add_argument("--version", action="version", version=f"prorank {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"prorank.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"prorank.cli.{name}":
+                raise
+            continue  # subcommand not part of this build
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"prorank {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from prorank.cli import main
+
+sys.exit(main())

@@ -1,0 +1,70 @@
+"""``prorank rank``: rank documents from a file against one query, print JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def read_documents(path: str) -> list:
+    """JSONL (objects with ``text`` and optional ``title``, or JSON strings) or one document per line."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if path.endswith((".jsonl", ".json")):
+        docs = []
+        for number, line in enumerate(lines, 1):
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+            if not isinstance(doc, (str, dict)) or (isinstance(doc, dict) and "text" not in doc):
+                raise ValueError(f"{path}:{number}: expected a string or an object with 'text'")
+            docs.append(doc)
+        return docs
+    return lines
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "rank",
+        help="rank documents from a file against a query (prints JSON)",
+        description="Score every document against QUERY and print the ranking as JSON: "
+        "[{index, score, document?}], best first. --docs takes JSONL ({'text', 'title'?} "
+        "objects, for .jsonl/.json) or plain text with one document per line ('-' reads stdin).",
+    )
+    parser.add_argument("--model", default="smollm2-135m-instruct",
+                        help="alias, hub id, folder, .gguf, LoRA adapter or checkpoint "
+                        "(default: %(default)s)")
+    parser.add_argument("--query", required=True, help="the query text")
+    parser.add_argument("--docs", required=True, help="documents file (.jsonl or one per line; - for stdin)")
+    parser.add_argument("--top-k", type=int, default=None, help="keep only the best K")
+    parser.add_argument("--instruction", default=None, help="optional task instruction line")
+    parser.add_argument("--return-documents", action="store_true", help="include document text")
+    parser.add_argument("--normalize", action="store_true", help="sigmoid scores in [0, 1]")
+    parser.add_argument("--max-length", type=int, default=512, help="prompt tokens (default 512)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, else fp32)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from prorank import Reranker
+
+    docs = read_documents(args.docs)
+    reranker = Reranker.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
+        batch_size=args.batch_size, normalize=args.normalize,
+    )
+    results = reranker.rank(args.query, docs, top_k=args.top_k,
+                            return_documents=args.return_documents, instruction=args.instruction)
+    out = []
+    for r in results:
+        item = {"index": r.index, "score": r.score}
+        if args.return_documents:
+            item["document"] = r.document
+        out.append(item)
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0

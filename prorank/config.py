@@ -1,0 +1,186 @@
+"""Typed YAML configs: one dataclass per stage, YAML keys equal field names.
+
+``load_config(MyConfig, "configs/x.yaml", ["--lr", "1e-5", "grpo.beta=0.04"])`` reads the file,
+applies command-line overrides (values parsed as YAML scalars) and builds the dataclass. Unknown
+keys raise ``ConfigError`` naming the key and the file, so a typo never silently becomes a default.
+Fields whose type is ``dict`` take nested mappings (e.g. the ``grpo:`` block handed to
+``trl.GRPOConfig``, which does its own validation); dotted overrides reach into them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["--a.b", "1", "c=x", "--flag"]`` into ``{"a.b": 1, "c": "x", "flag": True}``."""
+    out: dict[str, Any] = {}
+    items = list(args)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        key = item[2:] if item.startswith("--") else item
+        if "=" in key:
+            key, raw = key.split("=", 1)
+            i += 1
+        elif item.startswith("--") and i + 1 < len(items) and not items[i + 1].startswith("--"):
+            raw = items[i + 1]
+            i += 2
+        elif item.startswith("--"):
+            raw = "true"
+            i += 1
+        else:
+            raise ConfigError(f"override {item!r} is not of the form --key value or key=value")
+        key = key.replace("-", "_")
+        if not key:
+            raise ConfigError(f"override {item!r} has an empty key")
+        out[key] = yaml.safe_load(raw) if raw != "" else ""
+    return out
+
+
+def _apply_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
+    """Check/convert one value against a field annotation (simple types only)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(name, value, arg, source)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{source}: field {name!r} cannot be {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: field {name!r} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        items = [_coerce(f"{name}[{i}]", v, inner, source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: field {name!r} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: field {name!r} must be true or false, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-5 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: field {name!r} must be a number, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: field {name!r} must be an integer, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{source}: field {name!r} must be a string, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError``."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(fields)}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            kwargs[key] = from_dict(tp, value, f"{source}:{key}")
+        else:
+            kwargs[key] = _coerce(key, value, tp, source)
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    ]
+    if missing:
+        raise ConfigError(f"{source}: missing required key(s) {missing} for {cls.__name__}")
+    return cls(**kwargs)
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: Sequence[str] | dict[str, Any] | None = None,
+) -> T:
+    """Read YAML ``path`` (optional), apply ``overrides`` and build ``cls``."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = loaded
+    if overrides:
+        pairs = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+        for key, value in pairs.items():
+            _apply_dotted(data, key, value)
+    return from_dict(cls, data, source)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict view of a config dataclass (for metadata and logs)."""
+    return dataclasses.asdict(cfg)

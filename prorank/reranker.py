@@ -1,0 +1,210 @@
+"""The public reranking API.
+
+>>> r = Reranker.from_pretrained("smollm2-135m-instruct")          # doctest: +SKIP
+>>> r.rank("capital of France", ["Paris is ...", "Bananas ..."])   # doctest: +SKIP
+[RankResult(index=0, score=3.1, document=None), RankResult(index=1, score=-2.4, document=None)]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from prorank.loading import default_device, default_dtype, load_model, parse_dtype, prepare_tokenizer
+from prorank.prompt import PROMPT_VERSION, Document, PromptBuilder, document_text
+from prorank.scoring import collate, relevance_scores
+
+
+@dataclass(frozen=True)
+class RankResult:
+    index: int  # position of the document in the input list
+    score: float
+    document: str | None = None
+
+
+def _check_documents(documents: Any) -> list[Document]:
+    if isinstance(documents, (str, bytes)) or not isinstance(documents, Iterable):
+        raise TypeError("documents must be a list of str or {'text': ...} mappings")
+    docs = list(documents)
+    for doc in docs:
+        document_text(doc)  # raises TypeError naming 'documents'
+    return docs
+
+
+class Reranker:
+    """Scores (query, document) pairs with ``logit("1") - logit("0")`` of a causal LM."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        max_length: int = 512,
+        batch_size: int = 16,
+        normalize: bool = False,
+        long_documents: bool = False,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        weight_files: Sequence[os.PathLike] = (),
+        show_progress: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.eval()
+        self.tokenizer = prepare_tokenizer(tokenizer)
+        self.builder = PromptBuilder(self.tokenizer, max_length=max_length)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.long_documents = long_documents
+        self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+        self.metadata = dict(metadata or {})
+        self.show_progress = show_progress
+        self._weight_files = [os.fspath(p) for p in weight_files]
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_length: int = 512,
+        batch_size: int = 16,
+        normalize: bool = False,
+        long_documents: bool = False,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+    ) -> "Reranker":
+        """Load from an alias, hub id, folder, ``.gguf`` file, LoRA adapter or ProRank checkpoint."""
+        dev = torch.device(device) if device is not None else default_device()
+        torch_dtype = parse_dtype(dtype) or default_dtype(dev)
+        loaded = load_model(
+            name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code, revision=revision
+        )
+        return cls(
+            loaded.model.to(dev),
+            loaded.tokenizer,
+            max_length=max_length,
+            batch_size=batch_size,
+            normalize=normalize,
+            long_documents=long_documents,
+            name=loaded.source,
+            metadata=loaded.metadata,
+            weight_files=loaded.weight_files,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable id of (weights, prompt version): keys score caches and provenance records."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(PROMPT_VERSION.encode())
+            digest.update(f"max_length={self.max_length};long={self.long_documents}".encode())
+            if self._weight_files:
+                from prorank.models import sha256_file
+
+                for path in self._weight_files:
+                    digest.update(sha256_file(path).encode())
+            else:
+                for name, tensor in sorted(self.model.state_dict().items()):
+                    digest.update(name.encode())
+                    digest.update(tensor.detach().to("cpu", torch.float32).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    # ----------------------------------------------------------------------------- scoring
+    def score(
+        self, query: str, documents: Sequence[Document], instruction: str | None = None
+    ) -> list[float]:
+        """Score each document against ``query``; scores follow the input order."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        docs = _check_documents(documents)
+        return self.score_pairs([(query, d) for d in docs], instruction=instruction)
+
+    def score_pairs(
+        self, pairs: Sequence[tuple[str, Document]], instruction: str | None = None
+    ) -> list[float]:
+        """Score ``(query, document)`` pairs; batches are length-sorted, order is restored."""
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+            raise TypeError("pairs must be a list of (query, document) tuples")
+        pairs = list(pairs)
+        if not pairs:
+            return []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"pairs[{i}] must be a (query, document) tuple")
+            if not isinstance(pair[0], str):
+                raise TypeError(f"pairs[{i}]: query must be a str")
+        owners: list[int] = []  # pair index of each prompt (several with long-document windows)
+        prompts: list[list[int]] = []
+        for i, (query, doc) in enumerate(pairs):
+            windows = (
+                self.builder.windows(query, doc, instruction) if self.long_documents else [doc]
+            )
+            for window in windows:
+                prompts.append(self.builder.encode(query, window, instruction).input_ids)
+                owners.append(i)
+        raw = self.score_token_ids(prompts)
+        best = [-math.inf] * len(pairs)
+        for owner, value in zip(owners, raw):
+            best[owner] = max(best[owner], value)
+        if self.normalize:
+            return [1.0 / (1.0 + math.exp(-s)) for s in best]
+        return best
+
+    @torch.inference_mode()
+    def score_token_ids(self, prompts: Sequence[Sequence[int]]) -> list[float]:
+        """Raw scores of already-encoded prompts, in input order."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+        scores = [0.0] * len(prompts)
+        starts = range(0, len(order), self.batch_size)
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="scoring", unit="batch")
+        pad_id = self.tokenizer.pad_token_id
+        for start in starts:
+            idx = order[start : start + self.batch_size]
+            ids, mask = collate([prompts[i] for i in idx], pad_id, self.device)
+            values = relevance_scores(self.model, ids, mask, self.builder.answer_token_ids)
+            for i, value in zip(idx, values.tolist()):
+                scores[i] = value
+        return scores
+
+    # ----------------------------------------------------------------------------- ranking
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[Document],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        instruction: str | None = None,
+    ) -> list[RankResult]:
+        """Documents sorted by score (best first); ``index`` is the position in ``documents``."""
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        docs = _check_documents(documents)
+        scores = self.score(query, docs, instruction=instruction)
+        order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
+        if top_k is not None:
+            order = order[:top_k]
+        return [
+            RankResult(i, scores[i], document_text(docs[i]) if return_documents else None)
+            for i in order
+        ]
+
+    def __repr__(self) -> str:
+        return (
+            f"Reranker(name={self.name!r}, device={self.device}, max_length={self.max_length}, "
+            f"batch_size={self.batch_size}, prompt={PROMPT_VERSION!r})"
+        )

@@ -1,0 +1,76 @@
+"""Typed YAML configs: unknown keys raise, overrides apply, types are checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import pytest
+
+from prorank.config import ConfigError, load_config, parse_overrides
+
+
+@dataclass
+class Inner:
+    depth: int = 10
+
+
+@dataclass
+class Cfg:
+    model: str
+    lr: float = 1e-4
+    steps: int = 10
+    use_lora: bool = False
+    loss: Literal["bce", "listwise"] = "bce"
+    datasets: list[str] = field(default_factory=list)
+    note: Optional[str] = None
+    grpo: dict = field(default_factory=dict)
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m\nlr: 1e-5\ngrpo:\n  beta: 0.0\ninner:\n  depth: 3\n")
+    cfg = load_config(Cfg, path, ["--steps", "5", "grpo.beta=0.04", "--use-lora", "--datasets", "[a, b]"])
+    assert cfg.model == "m" and cfg.lr == 1e-5 and cfg.steps == 5 and cfg.use_lora is True
+    assert cfg.grpo == {"beta": 0.04} and cfg.datasets == ["a", "b"] and cfg.inner.depth == 3
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m\nlearning_rat: 1\n")
+    with pytest.raises(ConfigError, match=r"learning_rat.*|c\.yaml"):
+        load_config(Cfg, path)
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(Cfg, None, {"model": "m", "inner.bogus": 1})
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"model": "m", "steps": "many"}, "steps"),
+        ({"model": "m", "loss": "hinge"}, "loss"),
+        ({"model": "m", "use_lora": "yes"}, "use_lora"),
+        ({"model": "m", "grpo": 3}, "grpo"),
+        ({}, "missing"),
+    ],
+)
+def test_bad_values(data, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(Cfg, None, data)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Cfg, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(Cfg, bad)
+
+
+def test_parse_overrides_forms():
+    assert parse_overrides(["a=1", "--b", "x", "--flag", "--c.d=[1,2]"]) == {
+        "a": 1, "b": "x", "flag": True, "c.d": [1, 2]}
+    with pytest.raises(ConfigError):
+        parse_overrides(["loose"])

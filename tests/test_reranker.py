@@ -1,0 +1,188 @@
+"""Reranker on a tiny random Qwen2 model with the real tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prorank import RankResult, Reranker
+from prorank.checkpoint import read_metadata, save_checkpoint
+from prorank.prompt import PromptBuilder
+from prorank.scoring import collate, relevance_scores
+
+QUERY = "how do vaccines train the immune system"
+DOCS = [
+    "Vaccines expose the immune system to antigens so that it forms memory cells.",
+    "The stock market rallied on Tuesday.",
+    {"title": "Immunology", "text": "Adaptive immunity relies on B and T lymphocytes."},
+    "short",
+    "A long text about many unrelated things. " * 30,
+]
+
+
+def test_batched_scores_equal_one_at_a_time(tiny_reranker):
+    batched = tiny_reranker.score(QUERY, DOCS)
+    single = [tiny_reranker.score(QUERY, [d])[0] for d in DOCS]
+    assert batched == pytest.approx(single, abs=1e-4)
+    assert len(set(round(s, 6) for s in batched)) == len(DOCS)  # the model discriminates
+
+
+def test_input_order_is_restored(tiny_reranker):
+    scores = tiny_reranker.score(QUERY, DOCS)
+    reversed_scores = tiny_reranker.score(QUERY, DOCS[::-1])
+    assert reversed_scores[::-1] == pytest.approx(scores, abs=1e-4)
+
+
+def test_score_matches_full_logits(tiny_reranker):
+    """Two-row scoring equals logit('1') - logit('0') from the full forward pass."""
+    enc = tiny_reranker.builder.encode(QUERY, DOCS[0])
+    ids = torch.tensor([enc.input_ids])
+    with torch.inference_mode():
+        logits = tiny_reranker.model(input_ids=ids).logits[0, -1].float()
+    neg, pos = tiny_reranker.builder.answer_token_ids
+    expected = (logits[pos] - logits[neg]).item()
+    assert tiny_reranker.score(QUERY, [DOCS[0]])[0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_left_padding_does_not_change_scores(tiny_reranker):
+    builder = tiny_reranker.builder
+    seqs = [builder.encode(QUERY, d).input_ids for d in DOCS[:2]]
+    ids, mask = collate(seqs, tiny_reranker.tokenizer.pad_token_id)
+    assert mask[1, 0] == 0 or mask[0, 0] == 0  # one row is padded
+    with torch.inference_mode():
+        together = relevance_scores(tiny_reranker.model, ids, mask, builder.answer_token_ids)
+        alone = [
+            relevance_scores(tiny_reranker.model, *collate([s], 0), builder.answer_token_ids).item()
+            for s in seqs
+        ]
+    assert together.dtype == torch.float32
+    assert together.tolist() == pytest.approx(alone, abs=1e-4)
+
+
+def test_right_padded_input_is_rejected(tiny_reranker):
+    ids = torch.tensor([[5, 6, 0]])
+    mask = torch.tensor([[1, 1, 0]])
+    with pytest.raises(ValueError, match="left-padded"):
+        relevance_scores(tiny_reranker.model, ids, mask, tiny_reranker.builder.answer_token_ids)
+
+
+def test_rank_sorts_and_keeps_indices(tiny_reranker):
+    scores = tiny_reranker.score(QUERY, DOCS)
+    ranked = tiny_reranker.rank(QUERY, DOCS)
+    assert [r.index for r in ranked] == sorted(range(len(DOCS)), key=lambda i: -scores[i])
+    assert [r.score for r in ranked] == sorted(scores, reverse=True)
+    assert all(isinstance(r, RankResult) and r.document is None for r in ranked)
+    top = tiny_reranker.rank(QUERY, DOCS, top_k=2, return_documents=True)
+    assert [r.index for r in top] == [r.index for r in ranked[:2]]
+    for r in top:
+        doc = DOCS[r.index]
+        assert r.document == (doc if isinstance(doc, str) else "Immunology\n" + doc["text"])
+    assert len(tiny_reranker.rank(QUERY, DOCS, top_k=100)) == len(DOCS)
+
+
+def test_empty_documents_give_empty_results(tiny_reranker):
+    assert tiny_reranker.rank(QUERY, []) == []
+    assert tiny_reranker.score(QUERY, []) == []
+    assert tiny_reranker.score_pairs([]) == []
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 1.5, True])
+def test_bad_top_k(tiny_reranker, top_k):
+    with pytest.raises(ValueError, match="top_k"):
+        tiny_reranker.rank(QUERY, DOCS, top_k=top_k)
+
+
+@pytest.mark.parametrize(
+    "query, docs, match",
+    [
+        (None, ["a"], "query"),
+        (3, ["a"], "query"),
+        ("q", "a single string", "documents"),
+        ("q", [1, 2], "documents"),
+        ("q", [{"title": "t"}], "documents"),
+        ("q", None, "documents"),
+    ],
+)
+def test_bad_types(tiny_reranker, query, docs, match):
+    with pytest.raises(TypeError, match=match):
+        tiny_reranker.rank(query, docs)
+
+
+def test_score_pairs_and_normalize(tiny_model_dir, tiny_reranker):
+    pairs = [(QUERY, DOCS[0]), ("another query", DOCS[1])]
+    raw = tiny_reranker.score_pairs(pairs)
+    assert raw[0] == pytest.approx(tiny_reranker.score(QUERY, [DOCS[0]])[0], abs=1e-5)
+    norm = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, normalize=True)
+    probs = norm.score_pairs(pairs)
+    assert all(0.0 <= p <= 1.0 for p in probs)
+    assert probs == pytest.approx([1 / (1 + pytest.importorskip("math").exp(-s)) for s in raw], abs=1e-6)
+    with pytest.raises(TypeError, match=r"pairs\[0\]"):
+        tiny_reranker.score_pairs([("only one",)])
+
+
+def test_long_document_mode_takes_best_window(tiny_model_dir):
+    long_doc = " ".join(["filler text about nothing"] * 60 + ["vaccines train immune memory"] * 3)
+    r = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, long_documents=True)
+    windows = r.builder.windows(QUERY, long_doc)
+    assert len(windows) > 1
+    per_window = [r.score_token_ids([r.builder.encode(QUERY, w).input_ids])[0] for w in windows]
+    assert r.score(QUERY, [long_doc])[0] == pytest.approx(max(per_window), abs=1e-4)
+
+
+def test_checkpoint_roundtrip_and_prompt_version_check(tmp_path, tiny_reranker):
+    out = save_checkpoint(tiny_reranker.model, tiny_reranker.tokenizer, tmp_path / "ckpt",
+                          {"stage": "score", "base_model": "tiny"})
+    meta = read_metadata(out)
+    assert meta["stage"] == "score" and meta["prompt_version"] == "prorank-prompt-v1"
+    loaded = Reranker.from_pretrained(out, device="cpu", max_length=128)
+    assert loaded.metadata["stage"] == "score"
+    assert loaded.score(QUERY, DOCS) == pytest.approx(tiny_reranker.score(QUERY, DOCS), abs=1e-5)
+    meta["prompt_version"] = "some-other-prompt"
+    (out / "prorank.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="prompt version"):
+        Reranker.from_pretrained(out, device="cpu")
+
+
+def test_lora_adapter_folder_is_merged(tmp_path, tiny_model_dir, tiny_reranker):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                 init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    adapter_cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == str(tiny_model_dir)
+    loaded = Reranker.from_pretrained(tmp_path / "adapter", device="cpu", max_length=128)
+    expected = Reranker(peft_model.merge_and_unload(), tiny_reranker.tokenizer, max_length=128)
+    assert loaded.score(QUERY, DOCS) == pytest.approx(expected.score(QUERY, DOCS), abs=1e-4)
+    assert loaded.score(QUERY, DOCS) != pytest.approx(tiny_reranker.score(QUERY, DOCS), abs=1e-3)
+    assert not any("lora" in name for name, _ in loaded.model.named_parameters())
+
+
+def test_missing_path_and_bad_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        Reranker.from_pretrained(str(tmp_path / "nope"))
+    bad = tmp_path / "weights.bin"
+    bad.write_bytes(b"x")
+    with pytest.raises(ValueError, match="gguf"):
+        Reranker.from_pretrained(bad)
+
+
+def test_fingerprint_tracks_weights(tiny_model_dir, tiny_reranker, real_tokenizer):
+    from conftest import build_tiny_model
+
+    again = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=4)
+    assert again.fingerprint == tiny_reranker.fingerprint
+    same = Reranker(build_tiny_model(real_tokenizer, seed=0), real_tokenizer, max_length=128)
+    other = Reranker(build_tiny_model(real_tokenizer, seed=1), real_tokenizer, max_length=128)
+    assert same.fingerprint != other.fingerprint
+    assert same.fingerprint == Reranker(build_tiny_model(real_tokenizer, seed=0), real_tokenizer,
+                                        max_length=128).fingerprint
+
+
+def test_prompt_builder_is_the_one_used(tiny_reranker):
+    assert isinstance(tiny_reranker.builder, PromptBuilder)
+    assert tiny_reranker.builder.max_length == 128
