@@ -1,0 +1,48 @@
+"""``prorank serve``: run the reranking service (Ray Serve) until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from prorank.serve.config import ServeConfig
+
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a reranker over HTTP (Cohere/Jina rerank API, BM25 search) with Ray Serve",
+        description=(
+            "Start the reranking service and block until Ctrl-C. --config is a Ray Serve config file "
+            "(configs/serve.yaml; the same file works with Ray's `serve run` / `serve deploy`) or a flat "
+            "YAML of the fields below. Every field can be overridden: --port 9000, --index DIR, "
+            "max_batch_size=32, autoscaling.max_replicas=4. Listens on 127.0.0.1:8000 unless told otherwise."
+        ),
+    )
+    p.add_argument("--config", help="serve YAML (default: built-in defaults, model smollm2-135m-instruct)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    fields = p.add_argument_group("config fields (override the YAML)")
+    for f in dataclasses.fields(ServeConfig):
+        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        if f.type in (bool, "bool"):  # a bare boolean flag (--normalize) means true
+            fields.add_argument(*flags, dest=f"field_{f.name}", default=argparse.SUPPRESS,
+                                metavar="true|false", nargs="?", const="true")
+        else:
+            fields.add_argument(*flags, dest=f"field_{f.name}", default=argparse.SUPPRESS, metavar="VALUE")
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="more overrides as field=value")
+    p.set_defaults(func=_run)
+
+
+def config_from_namespace(args: argparse.Namespace):
+    """The ``ServeConfig`` the parsed command line describes (YAML, then the overrides)."""
+    from prorank.serve.config import load_serve_config
+
+    tokens = [f"{key[len('field_'):]}={value}" for key, value in vars(args).items() if key.startswith("field_")]
+    return load_serve_config(args.config, tokens + list(args.overrides or []))
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from_namespace(args)
+    from prorank.serve.app import main
+
+    return main(cfg)

