@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, OSError, RuntimeError, KeyError) as err:
         if getattr(args, "debug", False):
             raise
         print(f"prorank {args.command}: error: {err}", file=sys.stderr)

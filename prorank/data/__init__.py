@@ -1,0 +1,27 @@
+"""BEIR-format test collections: loading with validation, lookup by name, download."""
+
+from prorank.data.beir import (
+    BeirDataset,
+    DatasetError,
+    available_splits,
+    load_corpus,
+    load_folder,
+    load_qrels,
+    load_queries,
+    natural_key,
+)
+from prorank.data.resolve import download_beir, load_dataset, resolve_dataset
+
+__all__ = [
+    "BeirDataset",
+    "DatasetError",
+    "available_splits",
+    "download_beir",
+    "load_corpus",
+    "load_dataset",
+    "load_folder",
+    "load_qrels",
+    "load_queries",
+    "natural_key",
+    "resolve_dataset",
+]

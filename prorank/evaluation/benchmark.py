@@ -1,0 +1,266 @@
+"""``prorank eval``: BM25 first stage, reranking, metrics, run files and a provenance summary.
+
+>>> main(EvalConfig(datasets=["scifact"], model="none"))            # doctest: +SKIP
+
+For each dataset: load the BEIR folder, build (or reuse) its Lucene index, retrieve ``depth``
+BM25 candidates for every judged query (the first ``max_queries`` in natural id order, when
+set), rerank the ``top_k`` best with the model (scores cached on disk, so an interrupted run
+resumes and a repeated one does no model work), evaluate both runs and write under ``output``:
+
+    <output>/summary.json            config, metrics, provenance (also copied to ``summary``)
+    <output>/<dataset>/bm25.trec     TREC run of BM25
+    <output>/<dataset>/rerank.trec   TREC run after reranking (not with --model none)
+    <output>/<dataset>/per_query.tsv per-query metrics of both systems
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from prorank.atomic import atomic_write_json
+from prorank.config import to_dict
+from prorank.data import BeirDataset, load_dataset
+from prorank.evaluation import provenance
+from prorank.evaluation.cache import ScoreCache
+from prorank.evaluation.metrics import METRICS, evaluate, mean_metrics
+from prorank.evaluation.report import delta, print_table, write_per_query
+from prorank.evaluation.rerank import RerankStats, rerank_run
+from prorank.evaluation.trec import write_run
+from prorank.prompt import PROMPT_VERSION
+
+SUMMARY_FORMAT = "prorank-eval-v1"
+SEARCH_CHUNK = 50  # queries per batch_search call (progress granularity)
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation; ``model="none"`` evaluates BM25 alone."""
+
+    datasets: list[str] = field(default_factory=list)  # BEIR folders or names
+    model: str = "none"  # alias, hub id, folder, .gguf, checkpoint, or "none"
+    top_k: int = 100  # BM25 candidates reranked per query
+    depth: int = 100  # BM25 candidates retrieved per query (raised to top_k if smaller)
+    split: str = "test"
+    max_queries: int | None = None  # first N judged queries in natural id order
+    output: str | None = None  # default runs/eval-<time>-<model>
+    summary: str | None = None  # extra copy of summary.json (e.g. benchmarks/results/x.json)
+    data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
+    batch_size: int = 16
+    max_length: int = 512
+    device: str | None = None
+    dtype: str | None = None
+    instruction: str | None = None
+    k1: float = 0.9
+    b: float = 0.4
+    threads: int = 2  # BM25 search and indexing threads
+    cache: str | None = None  # score cache file; default $PRORANK_HOME/cache/scores.sqlite; "none" disables
+    exclude_self: bool = False  # drop hits whose docid equals the qid (pyserini --remove-query)
+    strict: bool = False  # judgments naming unknown ids raise instead of being dropped
+
+    def __post_init__(self) -> None:
+        if isinstance(self.datasets, str):
+            self.datasets = [self.datasets]
+        if not self.datasets:
+            raise ValueError("datasets: give at least one dataset (path or name)")
+        for name in ("top_k", "depth", "batch_size", "max_length", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_queries is not None and (isinstance(self.max_queries, bool) or self.max_queries < 1):
+            raise ValueError(f"max_queries must be a positive integer or None, got {self.max_queries!r}")
+        if not self.model:
+            raise ValueError("model: give a model name or path, or 'none' for BM25 alone")
+
+    @property
+    def bm25_only(self) -> bool:
+        return self.model.lower() == "none"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).name or text).strip("-")[:40] or "model"
+
+
+def default_output(cfg: EvalConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"eval-{stamp}-{'bm25' if cfg.bm25_only else _slug(cfg.model)}"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+def _open_cache(cfg: EvalConfig) -> ScoreCache | None:
+    if cfg.cache is not None and cfg.cache.lower() == "none":
+        return None
+    from prorank.models import prorank_home
+
+    return ScoreCache(cfg.cache or prorank_home() / "cache" / "scores.sqlite")
+
+
+def _load_reranker(cfg: EvalConfig) -> Any:
+    from prorank.reranker import Reranker
+
+    return Reranker.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype,
+                                    max_length=cfg.max_length, batch_size=cfg.batch_size)
+
+
+def _bm25(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Progress) -> tuple[dict, dict]:
+    from prorank.retrieval import BM25Searcher, ensure_index
+    from prorank.retrieval.index import read_index_info
+
+    task = progress.add_task(f"{dataset.name}: index", total=None)
+    index = ensure_index(dataset, threads=cfg.threads)
+    progress.update(task, description=f"{dataset.name}: BM25", total=len(qids), completed=0)
+    depth = max(cfg.depth, cfg.top_k)
+    hits: dict = {}
+    with BM25Searcher(index, k1=cfg.k1, b=cfg.b) as searcher:
+        for start in range(0, len(qids), SEARCH_CHUNK):
+            chunk = {q: dataset.queries[q] for q in qids[start : start + SEARCH_CHUNK]}
+            found = searcher.batch_search(chunk, k=depth + int(cfg.exclude_self), threads=cfg.threads)
+            for qid, result in found.items():
+                if cfg.exclude_self:
+                    result = [h for h in result if h.docid != qid]
+                hits[qid] = result[:depth]
+            progress.advance(task, len(chunk))
+        built = read_index_info(index)
+        if built and "corpus" in built:
+            built = {**built, "corpus": provenance.portable_path(built["corpus"])}
+        info = {"path": provenance.portable_path(index), "num_docs": searcher.num_docs, "k1": cfg.k1, "b": cfg.b, "depth": depth,
+                "built": built}
+    return hits, info
+
+
+def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCache | None,
+                      out_dir: Path, progress: Progress) -> dict[str, Any]:
+    started = time.time()
+    dataset = load_dataset(name, split=cfg.split, data_dir=cfg.data_dir, strict=cfg.strict)
+    qids = dataset.judged_query_ids(cfg.max_queries)
+    hits, index_info = _bm25(cfg, dataset, qids, progress)
+    bm25_seconds = time.time() - started
+    bm25_lists = {q: [(h.docid, h.score) for h in hits[q]] for q in qids}
+    write_run(out_dir / "bm25.trec", bm25_lists, tag="prorank-bm25")
+    per_query = {"bm25": evaluate(dataset.qrels, {q: dict(v) for q, v in bm25_lists.items()}, qids)}
+    stats = RerankStats()
+    if reranker is not None:
+        total = sum(min(len(hits[q]), cfg.top_k) for q in qids)
+        task = progress.add_task(f"{dataset.name}: rerank", total=total)
+        reranked, stats = rerank_run(reranker, dataset.queries, {q: hits[q] for q in qids}, dataset.corpus,
+                                     cfg.top_k, cache=cache, instruction=cfg.instruction,
+                                     on_pairs=lambda n: progress.advance(task, n))
+        write_run(out_dir / "rerank.trec", reranked, tag="prorank-rerank")
+        per_query["reranker"] = evaluate(dataset.qrels, {q: dict(v) for q, v in reranked.items()}, qids)
+    write_per_query(out_dir / "per_query.tsv", per_query)
+    metrics = {system: mean_metrics(values) for system, values in per_query.items()}
+    if reranker is not None:
+        metrics["delta"] = delta(metrics["reranker"], metrics["bm25"])
+    return {
+        "path": provenance.portable_path(dataset.path),
+        "split": cfg.split,
+        "queries": len(qids),
+        "judged_queries": len(dataset.qrels),
+        "corpus_docs": len(dataset.corpus),
+        "dropped_judgments": dataset.dropped,
+        "files": provenance.file_checksums(dataset.files),
+        "index": index_info,
+        "metrics": metrics,
+        "rerank": None if reranker is None else {
+            "top_k": cfg.top_k, "pairs": stats.pairs, "scored": stats.scored, "cached": stats.cached,
+            "model_seconds": round(stats.model_seconds, 3),
+            "pairs_per_second": None if stats.pairs_per_second is None else round(stats.pairs_per_second, 3),
+        },
+        "seconds": {"load_index_bm25": round(bm25_seconds, 3), "total": round(time.time() - started, 3)},
+        "outputs": {key: f"{out_dir.name}/{file}" for key, file in
+                    (("bm25_run", "bm25.trec"), ("rerank_run", "rerank.trec"), ("per_query", "per_query.tsv"))
+                    if (out_dir / file).exists()},
+    }
+
+
+def _model_info(cfg: EvalConfig, reranker: Any) -> dict[str, Any] | None:
+    if reranker is None:
+        return None
+    return {
+        "name": cfg.model if not cfg.bm25_only else reranker.name,
+        "loaded_from": str(reranker.name),
+        "fingerprint": reranker.fingerprint,
+        "prompt_version": PROMPT_VERSION,
+        "metadata": reranker.metadata,
+        "max_length": reranker.max_length,
+        "batch_size": reranker.batch_size,
+        "device": str(reranker.device),
+        "dtype": str(next(reranker.model.parameters()).dtype).replace("torch.", ""),
+        "instruction": cfg.instruction,
+    }
+
+
+def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) -> dict[str, Any]:
+    """Run the evaluation described by ``cfg``; return the summary (also written to disk).
+
+    ``reranker`` overrides loading ``cfg.model`` (e.g. a model already in memory).
+    """
+    console = console or Console()
+    started, began, cpu_began = provenance.now_utc(), time.time(), time.process_time()
+    output = Path(cfg.output) if cfg.output else default_output(cfg)
+    if reranker is None and not cfg.bm25_only:
+        with console.status(f"loading {cfg.model} ..."):
+            reranker = _load_reranker(cfg)
+    cache = _open_cache(cfg) if reranker is not None else None
+    names: dict[str, int] = {}
+    datasets: dict[str, Any] = {}
+    try:
+        with _progress(Console(stderr=True)) as progress:
+            for spec in cfg.datasets:
+                base = _slug(str(spec))
+                names[base] = names.get(base, 0) + 1
+                key = base if names[base] == 1 else f"{base}-{names[base]}"
+                datasets[key] = _evaluate_dataset(cfg, spec, reranker, cache, output / key, progress)
+    finally:
+        if cache is not None:
+            cache.close()
+    systems = ["bm25"] + ([] if reranker is None else ["reranker"])
+    average = {s: {m: sum(d["metrics"][s][m] for d in datasets.values()) / len(datasets) for m in METRICS}
+               for s in systems}
+    if reranker is not None:
+        average["delta"] = delta(average["reranker"], average["bm25"])
+    scored = sum(d["rerank"]["scored"] for d in datasets.values()) if reranker is not None else 0
+    model_seconds = sum(d["rerank"]["model_seconds"] for d in datasets.values()) if reranker is not None else 0.0
+    summary = {
+        "format": SUMMARY_FORMAT,
+        "config": to_dict(cfg),
+        "model": _model_info(cfg, reranker),
+        "top_k": cfg.top_k,
+        "reranked_run": "the top_k BM25 candidates sorted by model score, then the other BM25 "
+                        "candidates in BM25 order (so Recall@100 counts the same 100 documents)",
+        "bm25": {"k1": cfg.k1, "b": cfg.b, "depth": max(cfg.depth, cfg.top_k), "exclude_self": cfg.exclude_self,
+                 "index": "Anserini BeirFlatCollection: contents = title + ' ' + text, default English analyzer"},
+        "metrics": {"names": list(METRICS), "library": "pytrec_eval (trec_eval)",
+                    "queries": "judged queries only; unanswered judged queries score 0"},
+        "datasets": datasets,
+        "average": average,
+        "provenance": {
+            "git": provenance.git_state(),
+            "versions": provenance.versions(),
+            "hardware": provenance.hardware(None if reranker is None else str(reranker.device)),
+            "started": started,
+            "finished": provenance.now_utc(),
+            "seconds": round(time.time() - began, 3),
+            "cpu_seconds": round(time.process_time() - cpu_began, 1),  # all threads of this process
+            "pairs_scored": scored,
+            "pairs_per_second": round(scored / model_seconds, 3) if scored and model_seconds > 0 else None,
+        },
+        "output": provenance.portable_path(output),
+    }
+    atomic_write_json(output / "summary.json", summary)
+    if cfg.summary:
+        atomic_write_json(cfg.summary, summary)
+    print_table(summary, console)
+    console.print(f"outputs: {output}")
+    return summary
