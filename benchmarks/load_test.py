@@ -45,6 +45,8 @@ from typing import Any
 
 import httpx
 
+from prorank.evaluation.provenance import portable_path
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -329,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         **environment(),
         "service": {"url": args.url, "model": info},
         "load": {"concurrency": args.concurrency, "duration_s": args.duration, "warmup_s": args.warmup,
-                 "docs_per_request": args.docs_per_request, "dataset": str(dataset), "seed": args.seed,
+                 "docs_per_request": args.docs_per_request, "dataset": portable_path(dataset), "seed": args.seed,
                  "loadavg_before": load_before, "loadavg_after": load_after,
                  "loadavg_after_in_process": None},
         "served": served,
