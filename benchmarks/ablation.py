@@ -1,0 +1,142 @@
+"""The ProRank ablation: BM25 | zero-shot | stage 1 only | stage 2 only | stage 1 + stage 2.
+
+Every system reranks the same BM25 candidates of the same queries (the first ``max_queries``
+judged scifact test queries in natural id order, BM25 top-``top_k``) with the same prompt and
+``max_length``, through ``prorank eval``'s code (``prorank.evaluation.benchmark.main``, whose
+score cache makes a repeated run free). The final model (stage 1 + stage 2) and the zero-shot
+model are then run unchanged on out-of-domain collections.
+
+    PRORANK_DATA_DIR=../shared/data python benchmarks/ablation.py \
+        --warmup runs/warmup-cpu/model --score_only runs/score-cpu-base/model \
+        --full runs/score-cpu/model
+
+writes ``benchmarks/results/ablation-scifact.json`` (in domain) and
+``benchmarks/results/ablation-ood.json`` and prints the tables as Markdown.
+Systems whose checkpoint is missing are reported as such, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("nDCG@10", "MRR@10", "Recall@100", "MAP")
+
+
+@dataclass
+class AblationConfig:
+    """Which checkpoints fill the rows, and the evaluation protocol shared by all of them."""
+
+    base: str = "smollm2-135m-instruct"  # zero-shot row
+    warmup: str | None = "runs/warmup-cpu/model"  # stage 1 only
+    score_only: str | None = "runs/score-cpu-base/model"  # stage 2 from the base model
+    full: str | None = "runs/score-cpu/model"  # stage 2 from the stage-1 checkpoint
+    dataset: str = "scifact"
+    split: str = "test"
+    max_queries: int = 50
+    top_k: int = 20
+    max_length: int = 256
+    batch_size: int = 8
+    ood: list[str] = field(default_factory=lambda: ["med"])  # other collections, full model unchanged
+    ood_max_queries: int | None = 50
+    ood_systems: list[str] = field(default_factory=lambda: ["zero-shot", "stage1+stage2"])
+    output: str = "runs/ablation"
+    results: str = "benchmarks/results"
+    device: str | None = None
+    cache: str | None = None  # default: the shared score cache
+
+
+def _eval(cfg: AblationConfig, dataset: str, model: str, name: str, max_queries: int | None) -> dict[str, Any]:
+    from prorank.evaluation.benchmark import EvalConfig, main
+
+    ecfg = EvalConfig(datasets=[dataset], model=model, top_k=cfg.top_k, split=cfg.split, max_queries=max_queries,
+                      output=str(Path(cfg.output) / f"{Path(dataset).name}-{name}"), batch_size=cfg.batch_size,
+                      max_length=cfg.max_length, device=cfg.device, cache=cfg.cache)
+    return main(ecfg)
+
+
+def _row(summary: dict[str, Any], system: str, model: str | None, which: str) -> dict[str, Any]:
+    (ds,) = summary["datasets"].values()
+    info = summary.get("model") or {}
+    meta = info.get("metadata") or {}
+    return {
+        "system": system,
+        "model": model,
+        "fingerprint": info.get("fingerprint"),
+        "stage": meta.get("stage"),
+        "parent": meta.get("parent"),
+        "metrics": {m: round(ds["metrics"][which][m], 4) for m in METRICS},
+        "rerank": ds.get("rerank") if which == "reranker" else None,
+        "summary": summary.get("output"),
+    }
+
+
+def run_dataset(cfg: AblationConfig, dataset: str, systems: dict[str, str | None], max_queries: int | None) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+    for system, model in systems.items():
+        if model is None or not (Path(model).exists() or not model.startswith(("runs/", "/", "."))):
+            rows.append({"system": system, "model": model, "missing": True})
+            continue
+        summary = _eval(cfg, dataset, model, system, max_queries)
+        (ds,) = summary["datasets"].values()
+        if not any(r["system"] == "BM25" for r in rows):
+            rows.insert(0, _row(summary, "BM25", None, "bm25"))
+            info = {"path": ds["path"], "split": ds["split"], "queries": ds["queries"], "files": ds["files"],
+                    "index": ds["index"], "provenance": summary["provenance"]}
+        rows.append(_row(summary, system, model, "reranker"))
+    if not any(r["system"] == "BM25" for r in rows):  # every checkpoint missing: BM25 alone
+        rows.insert(0, _row(_eval(cfg, dataset, "none", "bm25", max_queries), "BM25", None, "bm25"))
+    return {"dataset": dataset, **info, "top_k": cfg.top_k, "max_length": cfg.max_length, "rows": rows}
+
+
+def markdown(table: dict[str, Any]) -> str:
+    lines = [f"{table['dataset']} ({table.get('split')}, {table.get('queries')} queries, BM25 top-{table['top_k']} "
+             f"reranked, max_length {table['max_length']})", "",
+             "| system | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for row in table["rows"]:
+        if row.get("missing"):
+            lines.append(f"| {row['system']} | " + " | ".join("n/a" for _ in METRICS) + " |")
+        else:
+            lines.append(f"| {row['system']} | " + " | ".join(f"{row['metrics'][m]:.4f}" for m in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def main(cfg: AblationConfig) -> dict[str, Any]:
+    from prorank.atomic import atomic_write_json
+    from prorank.config import to_dict
+
+    started = time.time()
+    systems = {"zero-shot": cfg.base, "stage1": cfg.warmup, "stage2": cfg.score_only, "stage1+stage2": cfg.full}
+    in_domain = run_dataset(cfg, cfg.dataset, systems, cfg.max_queries)
+    results = Path(cfg.results)
+    name = Path(cfg.dataset).name
+    report = {"format": "prorank-ablation-v1", "config": to_dict(cfg), "in_domain": in_domain,
+              "seconds": round(time.time() - started, 1)}
+    atomic_write_json(results / f"ablation-{name}.json", report)
+    print(markdown(in_domain))
+    ood = {}
+    for dataset in cfg.ood:
+        chosen = {s: m for s, m in systems.items() if s in cfg.ood_systems}
+        ood[dataset] = run_dataset(cfg, dataset, chosen, cfg.ood_max_queries)
+        atomic_write_json(results / "ablation-ood.json", {"format": "prorank-ablation-v1", "config": to_dict(cfg),
+                                                         "trained_on": name, "datasets": ood})
+        print()
+        print(markdown(ood[dataset]))
+    report["ood"] = ood
+    return report
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    from prorank.config import load_config
+
+    args = sys.argv[1:]
+    path = None
+    if args[:1] == ["--config"]:
+        path, args = args[1], args[2:]
+    main(load_config(AblationConfig, path, args))

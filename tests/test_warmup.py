@@ -1,0 +1,170 @@
+"""Stage-1 GRPO warmup: a real (tiny) TRL run changes the weights and writes a loadable checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prorank.config import ConfigError, load_config
+from prorank.train.warmup import WarmupConfig, grpo_args, main
+
+
+PAIRS = [{"query": f"question {i}", "document": {"title": f"t{i}", "text": f"passage {i}"}, "label": i % 2}
+         for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def label_model_dir(tmp_path_factory, tiny_model_dir):
+    """The tiny random model with its output layer reduced to {"0", "1", end-of-turn, "yes"}.
+
+    A random 49k-way model never samples an exact label, so every reward would be zero and GRPO
+    would have nothing to learn from; with four plausible answers the rewards differ within a
+    group and the policy gradient is non-zero, as with a real instruct model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prorank.prompt import PromptBuilder
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    builder = PromptBuilder(tok, 128)
+    ids = [*builder.answer_token_ids, tok.eos_token_id, tok("yes", add_special_tokens=False)["input_ids"][0]]
+    with torch.no_grad():  # answer-position states of the training prompts
+        hidden = torch.stack([
+            model.model(torch.tensor([builder.encode(r["query"], r["document"]).input_ids]))
+            .last_hidden_state[0, -1] for r in PAIRS
+        ])
+        direction = hidden.mean(0) / hidden.mean(0).norm()
+        scale = 14.0 / float((hidden @ direction).min())  # the four answers hold ~all the mass
+        weight = model.lm_head.weight
+        gen = torch.Generator().manual_seed(0)
+        weight.zero_()
+        weight[ids] = direction * scale + 0.02 * torch.randn(len(ids), weight.shape[1], generator=gen)
+    out = tmp_path_factory.mktemp("tiny-labels")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    return path
+
+
+def _cfg(model_dir, pairs_file, out, **grpo):
+    return WarmupConfig(
+        model=str(model_dir), output_dir=str(out), dataset=None, jsonl=str(pairs_file), max_length=128,
+        num_threads=1,
+        grpo={"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 4,
+              "max_completion_length": 1, "learning_rate": 1e-3, "activation_checkpointing": False,
+              "save_steps": 1, "use_cpu": True, **grpo},
+    )
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_two_grpo_steps_change_weights_and_save_loadable_checkpoint(label_model_dir, pairs_file, tmp_path):
+    from prorank.reranker import Reranker
+
+    summary = main(_cfg(label_model_dir, pairs_file, tmp_path / "run"))
+    ckpt = tmp_path / "run" / "model"
+    assert summary["global_step"] == 2 and summary["checkpoint"] == str(ckpt)
+
+    before, after = _weights(label_model_dir), _weights(ckpt)
+    assert before.keys() == after.keys()
+    assert max(float((before[k] - after[k]).abs().max()) for k in before) > 0
+
+    reranker = Reranker.from_pretrained(ckpt, device="cpu", max_length=128)
+    assert reranker.metadata["stage"] == "warmup"
+    assert reranker.metadata["base_model"] == str(label_model_dir)
+    assert reranker.metadata["data"]["pairs"] == 8
+    assert reranker.metadata["config"]["grpo"]["max_steps"] == 2
+    scores = reranker.score("question 1", ["passage 1", "passage 2"])
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert {"reward", "format_rate", "accuracy", "loss"} <= set(records[0])
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    assert len((tmp_path / "run" / "pairs.jsonl").read_text().splitlines()) == 8
+
+
+def test_resume_continues_from_the_last_trainer_checkpoint(label_model_dir, pairs_file, tmp_path):
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run")
+    main(cfg)
+    cfg.grpo["max_steps"] = 3
+    cfg.resume_from_checkpoint = True
+    summary = main(cfg)
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert summary["global_step"] == 3
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
+def test_lora_is_merged_into_the_checkpoint(label_model_dir, pairs_file, tmp_path):
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", max_steps=1, save_strategy="no")
+    cfg.lora = {"r": 4, "lora_alpha": 8}
+    main(cfg)
+    ckpt = tmp_path / "run" / "model"
+    assert not (ckpt / "adapter_config.json").exists()
+    assert _weights(ckpt).keys() == _weights(label_model_dir).keys()
+
+
+def test_resume_without_checkpoint_names_the_field(label_model_dir, pairs_file, tmp_path):
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "fresh")
+    cfg.resume_from_checkpoint = True
+    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint"):
+        main(cfg)
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(ValueError, match="reward_weights"):
+        WarmupConfig(reward_weights={"fromat": 1.0})
+    with pytest.raises(ValueError, match="grpo"):
+        grpo_args(WarmupConfig(grpo={"no_such_field": 1}))
+    args = grpo_args(WarmupConfig(output_dir=str(tmp_path), grpo={"learning_rate": "1e-5", "use_cpu": True},
+                                  reward_weights={"format": 0.5, "correctness": 2.0}))
+    assert args.learning_rate == 1e-5 and args.reward_weights == [0.5, 2.0]
+    assert args.output_dir == str(tmp_path / "trainer") and args.max_completion_length == 4
+
+
+@pytest.mark.parametrize("name", ["warmup.yaml", "warmup-cpu.yaml"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    cfg = load_config(WarmupConfig, path)
+    args = grpo_args(cfg)
+    assert args.generation_batch_size % args.num_generations == 0
+    with pytest.raises(ConfigError, match="unknown"):
+        load_config(WarmupConfig, path, ["--no_such_key", "1"])
+
+
+def test_cli_overrides_reach_the_grpo_block(capsys, tmp_path):
+    from prorank.cli import main as cli
+
+    assert cli(["train", "warmup", "--print-config", "--grpo.max_steps", "7", "max_length=200",
+                "--lora", "{r: 8}"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["grpo"] == {"max_steps": 7} and cfg["max_length"] == 200 and cfg["lora"] == {"r": 8}
+
+
+def test_end_of_answer_bias_targets_only_the_turn_end_after_a_label(real_tokenizer):
+    from transformers import GenerationConfig
+
+    from prorank.prompt import PromptBuilder
+    from prorank.train.warmup import end_of_answer_bias
+
+    builder = PromptBuilder(real_tokenizer, 128)
+    bias = end_of_answer_bias(builder, 8.0)
+    eos = real_tokenizer.eos_token_id
+    assert bias == [[[builder.answer_token_ids[0], eos], 8.0], [[builder.answer_token_ids[1], eos], 8.0]]
+    GenerationConfig(sequence_bias=bias).validate()  # the form TRL passes on to generate()

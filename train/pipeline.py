@@ -1,0 +1,151 @@
+"""The full ProRank recipe in one command: stage 1 warmup -> stage 2 score learning -> evaluation.
+
+``PipelineConfig`` points at (or embeds) the configs of the parts:
+
+- ``warmup_config`` + ``warmup`` (a mapping of ``WarmupConfig`` overrides), or ``warmup: null``
+  to skip stage 1 and score-train the base model;
+- ``score_config`` + ``score`` (``ScoreConfig`` overrides); its ``model`` is set to the stage-1
+  checkpoint when stage 1 runs;
+- ``evaluation`` (``EvalConfig`` fields; ``model`` and ``output`` are filled in) and
+  ``evaluate``: which models to evaluate, any of ``base``, ``warmup``, ``score``.
+
+Each stage writes under ``output_dir`` (``warmup/``, ``score/``, ``eval-<model>/``) unless its
+config names another folder. A stage whose checkpoint already exists is not run again (stage 2
+resumes from its saved state), so re-running an interrupted pipeline continues where it stopped.
+``output_dir/pipeline.json`` summarises the stages and the evaluation table.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from prorank.config import load_config, to_dict
+
+__all__ = ["PipelineConfig", "flatten", "main"]
+
+MODELS = ("base", "warmup", "score")
+
+
+@dataclass
+class PipelineConfig:
+    """Stages of ``prorank train pipeline``; see the module doc."""
+
+    output_dir: str = "runs/pipeline"
+    warmup_config: str | None = None  # YAML of WarmupConfig (defaults when null)
+    warmup: dict | None = field(default_factory=dict)  # WarmupConfig overrides; null skips stage 1
+    score_config: str | None = None  # YAML of ScoreConfig
+    score: dict = field(default_factory=dict)  # ScoreConfig overrides
+    evaluation: dict | None = field(default_factory=lambda: {"datasets": ["scifact"]})  # EvalConfig fields
+    evaluate: list[str] = field(default_factory=lambda: ["base", "warmup", "score"])
+    force: bool = False  # re-run stage 1 even when its checkpoint exists
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.evaluate) - set(MODELS))
+        if unknown:
+            raise ValueError(f"evaluate: unknown model(s) {unknown}; choose from {list(MODELS)}")
+        if self.warmup is None and "warmup" in self.evaluate:
+            self.evaluate = [m for m in self.evaluate if m != "warmup"]
+
+
+def flatten(block: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"grpo": {"max_steps": 5}}`` -> ``{"grpo.max_steps": 5}`` (merge into a file, not replace)."""
+    out: dict[str, Any] = {}
+    for key, value in block.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _stage_config(cls: type, path: str | None, overrides: Mapping[str, Any], defaults: Mapping[str, Any]) -> Any:
+    """Load ``cls`` from ``path`` + ``overrides``; ``defaults`` fill keys neither of them sets."""
+    in_file: set[str] = set()
+    if path is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file not found: {path}") from None
+        in_file = set(loaded) if isinstance(loaded, dict) else set()
+    merged = {k: v for k, v in defaults.items() if k not in in_file and k not in overrides}
+    merged.update(flatten(overrides))
+    return load_config(cls, path, merged)
+
+
+def main(cfg: PipelineConfig) -> dict[str, Any]:
+    """Run the stages in order; return (and write) ``output_dir/pipeline.json``."""
+    from prorank.atomic import atomic_write_json
+    from prorank.checkpoint import read_metadata
+    from prorank.train.score import ScoreConfig
+    from prorank.train.score import main as score_main
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"config": to_dict(cfg), "stages": {}, "evaluation": {}}
+    started = time.time()
+
+    warm_ckpt = None
+    base_model = None
+    if cfg.warmup is not None:
+        from prorank.train.warmup import WarmupConfig
+        from prorank.train.warmup import main as warmup_main
+
+        wcfg = _stage_config(WarmupConfig, cfg.warmup_config, cfg.warmup, {"output_dir": str(out / "warmup")})
+        base_model = wcfg.model
+        warm_ckpt = Path(wcfg.output_dir) / "model"
+        if read_metadata(warm_ckpt) is not None and not cfg.force:
+            report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "skipped": "checkpoint exists"}
+        else:
+            t0 = time.time()
+            result = warmup_main(wcfg)
+            report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "seconds": round(time.time() - t0, 1),
+                                          "summary": _jsonable(result)}
+        atomic_write_json(out / "pipeline.json", report)
+
+    defaults: dict[str, Any] = {"output_dir": str(out / "score")}
+    score_overrides = dict(cfg.score)
+    if warm_ckpt is not None:
+        score_overrides["model"] = str(warm_ckpt)  # stage 2 always starts from stage 1's output
+    scfg = _stage_config(ScoreConfig, cfg.score_config, score_overrides, defaults)
+    base_model = base_model or scfg.model
+    t0 = time.time()
+    result = score_main(scfg)
+    report["stages"]["score"] = {"checkpoint": str(Path(scfg.output_dir) / "model"),
+                                 "seconds": round(time.time() - t0, 1), "summary": _jsonable(result)}
+    atomic_write_json(out / "pipeline.json", report)
+
+    if cfg.evaluation is not None:
+        from prorank.config import from_dict
+        from prorank.evaluation.benchmark import EvalConfig
+        from prorank.evaluation.benchmark import main as eval_main
+
+        models = {"base": base_model, "warmup": str(warm_ckpt) if warm_ckpt else None,
+                  "score": str(Path(scfg.output_dir) / "model")}
+        for name in cfg.evaluate:
+            if models.get(name) is None:
+                continue
+            block = {"max_length": scfg.max_length, **cfg.evaluation, "model": models[name],
+                     "output": str(out / f"eval-{name}")}
+            summary = eval_main(from_dict(EvalConfig, block, "pipeline:evaluation"))
+            report["evaluation"][name] = {
+                "model": models[name],
+                "average": summary["average"],
+                "datasets": {k: v["metrics"] for k, v in summary["datasets"].items()},
+                "summary": str(out / f"eval-{name}" / "summary.json"),
+            }
+            atomic_write_json(out / "pipeline.json", report)
+    report["seconds"] = round(time.time() - started, 1)
+    atomic_write_json(out / "pipeline.json", report)
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,394 @@
+"""Stage 1: GRPO prompt warmup (binary relevance with verifiable rewards).
+
+A small instruct model does not follow the relevance prompt: it answers with prose or repeats
+the prompt. GRPO (TRL's ``GRPOTrainer``) samples a few short completions per prompt and rewards
+(1) answering with exactly ``0`` or ``1`` and (2) being right, so the model learns to answer the
+shared ProRank prompt with the label token, the position the stage-2 score is read from.
+
+``WarmupConfig`` holds only what TRL lacks (data source, negatives, reward weights, LoRA,
+held-out measurement); everything about the optimisation goes in its ``grpo`` block, passed
+unchanged to ``trl.GRPOConfig(**grpo)``. ``main(cfg)`` works on CPU (``use_cpu`` is set when no
+GPU is visible), on one GPU and under ``accelerate launch`` on several, without code changes.
+
+Output folder layout (``output_dir``)::
+
+    model/        prorank checkpoint (LoRA merged) -> Reranker.from_pretrained(output_dir/"model")
+    trainer/      TRL checkpoints (checkpoint-N), used by resume_from_checkpoint
+    pairs.jsonl   the training pairs (query, document, label), for provenance and reuse
+    log.jsonl     one record per logged step (reward, format_rate, accuracy, loss, ...)
+    curves.png    plot of the logged curves
+    heldout.json  before/after measurement when the ``heldout`` block is set
+    summary.json  run record: data, settings, training curve ends, held-out result
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prorank.atomic import atomic_write_json
+from prorank.config import from_dict, to_dict
+
+__all__ = ["WarmupConfig", "LOG_KEYS", "build_pairs", "grpo_args", "heldout_config", "measure", "run_record", "publish", "main"]
+
+# logged curve name -> TRL metric name (from the reward functions' names)
+METRIC_ALIASES = {
+    "format_rate": "rewards/format_reward/mean",
+    "accuracy": "rewards/correctness_reward/mean",
+    "answer_token_rate": "rewards/answer_token_reward/mean",
+}
+LOG_KEYS = ("reward", "format_rate", "accuracy", "answer_token_rate", "loss", "completions/mean_length")
+
+
+@dataclass
+class WarmupConfig:
+    """Stage-1 settings not covered by ``trl.GRPOConfig`` (which gets the ``grpo`` block)."""
+
+    model: str = "smollm2-135m-instruct"  # alias, local folder or HF id (prorank.models.resolve_model)
+    output_dir: str = "runs/warmup"
+    # --- data: a BEIR folder with a train split, or a plain JSONL of (query, document, label)
+    dataset: str | None = "scifact"  # folder, or name under data_dir / $PRORANK_DATA_DIR
+    data_dir: str | None = None
+    split: str = "train"
+    jsonl: str | None = None  # when set, used instead of `dataset`
+    max_queries: int | None = None  # seeded sample of judged queries
+    max_positives_per_query: int | None = None
+    max_pairs: int | None = None  # cap after shuffling (either source)
+    negatives_depth: int = 100  # BM25 results retrieved per query
+    negatives_window: list[int] = field(default_factory=lambda: [0, 100])  # ranks [start, end)
+    negatives_per_positive: int = 1  # pos:neg ratio 1:n
+    exclude_judged: bool = False  # also never sample documents judged non-relevant
+    instruction: str | None = None
+    max_length: int = 512  # prompt tokens (query and document truncated by the prompt builder)
+    seed: int = 0
+    # --- rewards: name (prorank.train.rewards.REWARDS) -> weight, handed to GRPOConfig.reward_weights
+    reward_weights: dict = field(default_factory=lambda: {"format": 1.0, "correctness": 1.0})
+    # sampling-only logit bonus for ending the turn right after a label (GRPO exploration: a
+    # small instruct model may put p~1e-4 there, so exact answers are never sampled). Rewards,
+    # the loss and the trained model are unaffected; 0 disables.
+    end_of_answer_bias: float = 0.0
+    # --- model
+    lora: dict | None = None  # peft.LoraConfig kwargs; None = full fine-tuning
+    num_threads: int | None = None  # torch CPU threads (None: leave torch's default)
+    resume_from_checkpoint: str | bool | None = None  # True = latest in output_dir/trainer
+    plot_every_save: bool = True
+    max_minutes: float | None = None  # stop training (and save) after this much wall time
+    # --- held-out measurement after training (prorank.train.heldout.HeldoutConfig fields;
+    #     `models` defaults to [base model, trained checkpoint]); null to skip
+    heldout: dict | None = None
+    # extra copy of the run record (training summary + held-out result), e.g.
+    # benchmarks/results/warmup-cpu.json; the curves PNG is copied next to it (same stem)
+    summary: str | None = None
+    # --- passed to trl.GRPOConfig(**grpo); output_dir, seed, use_cpu, bf16 get defaults
+    grpo: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.jsonl is None and not self.dataset:
+            raise ValueError("set either dataset (a BEIR folder/name) or jsonl (a pairs file)")
+        if len(self.negatives_window) != 2:
+            raise ValueError(f"negatives_window must be [start, end], got {self.negatives_window}")
+        if self.max_length < 32:
+            raise ValueError(f"max_length must be >= 32, got {self.max_length}")
+        from prorank.train.rewards import REWARDS
+
+        unknown = sorted(set(self.reward_weights) - set(REWARDS))
+        if unknown or not self.reward_weights:
+            raise ValueError(
+                f"reward_weights: unknown reward(s) {unknown}; choose from {sorted(REWARDS)}"
+            )
+        if "reward_weights" in self.grpo:
+            raise ValueError("set reward weights in reward_weights (by name), not grpo.reward_weights")
+
+
+def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict[str, Any]]:
+    """Training pairs and a description of where they came from (for the checkpoint metadata)."""
+    import random
+
+    from prorank.train import pairs as P
+
+    if cfg.jsonl is not None:
+        items = P.read_jsonl_pairs(cfg.jsonl)
+        random.Random(f"prorank-pairs:{cfg.seed}").shuffle(items)
+        source: dict[str, Any] = {"source": "jsonl", "path": str(Path(cfg.jsonl).resolve())}
+    else:
+        data = P.load_beir(cfg.dataset, cfg.split, cfg.data_dir)
+        path = Path(data.path).resolve()
+        items = P.beir_pairs(
+            data,
+            P.bm25_searcher(path),
+            depth=cfg.negatives_depth,
+            window=cfg.negatives_window,
+            negatives_per_positive=cfg.negatives_per_positive,
+            max_queries=cfg.max_queries,
+            max_positives_per_query=cfg.max_positives_per_query,
+            exclude_judged=cfg.exclude_judged,
+            seed=cfg.seed,
+            progress=progress,
+        )
+        source = {
+            "source": "beir", "dataset": path.name, "path": str(path), "split": cfg.split,
+            "negatives": {"retriever": "bm25", "depth": cfg.negatives_depth,
+                          "window": list(cfg.negatives_window),
+                          "per_positive": cfg.negatives_per_positive,
+                          "exclude_judged": cfg.exclude_judged},
+            "queries": len({p.qid for p in items}),
+        }
+    if cfg.max_pairs is not None:
+        items = items[: cfg.max_pairs]
+    if not items:
+        raise ValueError("the training data holds no pairs (check dataset/split/jsonl and max_* caps)")
+    source.update({"pairs": len(items), "labels": P.label_counts(items), "seed": cfg.seed})
+    return items, source
+
+
+def grpo_args(cfg: WarmupConfig) -> Any:
+    """``trl.GRPOConfig`` from the ``grpo`` block plus ProRank defaults it does not set."""
+    import torch
+    from trl import GRPOConfig
+
+    from prorank.train.rewards import REWARDS
+
+    args = {k: _yaml_float(v) for k, v in cfg.grpo.items()}
+    on_cpu = bool(args.get("use_cpu")) or not torch.cuda.is_available()
+    args.setdefault("output_dir", str(Path(cfg.output_dir) / "trainer"))
+    args.setdefault("seed", cfg.seed)
+    args.setdefault("max_completion_length", 4)
+    args.setdefault("logging_steps", 1)
+    args.setdefault("report_to", "none")
+    if on_cpu:
+        args.setdefault("use_cpu", True)
+        args.setdefault("bf16", False)  # TRL defaults bf16 on; fp32 is what CPUs train in
+    args["reward_weights"] = [float(cfg.reward_weights[name]) for name in REWARDS if name in cfg.reward_weights]
+    try:
+        return GRPOConfig(**args)
+    except TypeError as err:
+        raise ValueError(f"grpo: {err} (keys are trl.GRPOConfig fields)") from None
+
+
+def end_of_answer_bias(builder: Any, bias: float) -> list[list[Any]]:
+    """``GenerationConfig.sequence_bias`` adding ``bias`` to the end-of-turn logit right after
+    each answer label (and nowhere else): ``[[[id("0"), eos], bias], [[id("1"), eos], bias]]``."""
+    eos = builder.tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("end_of_answer_bias: the tokenizer has no end-of-turn (eos) token")
+    return [[[int(label_id), int(eos)], float(bias)] for label_id in builder.answer_token_ids]
+
+
+def _resume_arg(cfg: WarmupConfig, trainer_dir: Path) -> str | bool | None:
+    value = cfg.resume_from_checkpoint
+    if value in (None, False):
+        return None
+    if value is True or str(value).lower() in ("true", "latest"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(trainer_dir)) if trainer_dir.is_dir() else None
+        if last is None:
+            raise FileNotFoundError(
+                f"resume_from_checkpoint: no checkpoint-N folder in {trainer_dir} to resume from"
+            )
+        return last
+    path = Path(str(value))
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint: {path} is not a folder")
+    return str(path)
+
+
+def main(cfg: WarmupConfig) -> dict[str, Any]:
+    """Build the data, run GRPO, save the merged checkpoint; returns a summary dict."""
+    import torch
+    import trl
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from prorank.checkpoint import read_metadata, save_checkpoint
+    from prorank.models import resolve_model
+    from prorank.prompt import PromptBuilder
+    from prorank.train.pairs import prompt_rows, write_jsonl_pairs
+    from prorank.train.rewards import REWARDS
+    from prorank.train.trainlog import trainer_callback
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    started = time.time()
+    out = Path(cfg.output_dir)
+    args = grpo_args(cfg)
+    model_path = resolve_model(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    builder = PromptBuilder(tokenizer, cfg.max_length)
+
+    if cfg.end_of_answer_bias:
+        args.generation_kwargs = {**(args.generation_kwargs or {}),
+                                  "sequence_bias": end_of_answer_bias(builder, cfg.end_of_answer_bias)}
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    pairs, data_info = build_pairs(cfg, progress=is_main)
+    rows = prompt_rows(pairs, builder, cfg.instruction)
+    if tokenizer(rows[0]["prompt"])["input_ids"] != builder.encode(
+        pairs[0].query, pairs[0].document, cfg.instruction
+    ).input_ids:
+        raise RuntimeError(
+            "the tokenizer adds special tokens around the rendered prompt, so TRL would train on a "
+            "different prompt than the reranker scores"
+        )
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl_pairs(pairs, out / "pairs.jsonl")
+    dataset = Dataset.from_list(rows)
+
+    peft_config = None
+    if cfg.lora is not None:
+        from peft import LoraConfig
+
+        lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
+                "task_type": "CAUSAL_LM", **cfg.lora}
+        try:
+            peft_config = LoraConfig(**lora)
+        except TypeError as err:
+            raise ValueError(f"lora: {err} (keys are peft.LoraConfig fields)") from None
+
+    reward_funcs = [REWARDS[name] for name in REWARDS if name in cfg.reward_weights]
+    resume = _resume_arg(cfg, Path(args.output_dir))
+    trainer = trl.GRPOTrainer(
+        model=model_path,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[trainer_callback(
+            out / "log.jsonl", out / "curves.png", LOG_KEYS, title="ProRank stage 1 (GRPO warmup)",
+            aliases=METRIC_ALIASES, plot_every_save=cfg.plot_every_save, truncate=resume is None,
+            deadline=None if cfg.max_minutes is None else time.time() + 60 * cfg.max_minutes)],
+    )
+    result = trainer.train(resume_from_checkpoint=resume)
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    trainer.accelerator.wait_for_everyone()
+    summary: dict[str, Any] = {
+        "output_dir": str(out), "checkpoint": str(out / "model"),
+        "global_step": trainer.state.global_step, "train_runtime_s": round(time.time() - started, 1),
+        "metrics": dict(result.metrics), "data": data_info, "resumed_from": resume,
+    }
+    if trainer.accelerator.is_main_process:
+        if cfg.lora is not None:
+            model = model.merge_and_unload()
+        base_meta = read_metadata(model_path) or {}
+        metadata = {
+            "stage": "warmup",
+            "base_model": base_meta.get("base_model", cfg.model),
+            "parent": cfg.model if base_meta else None,
+            "data": data_info,
+            "config": to_dict(cfg),
+            "grpo": {k: v for k, v in args.to_dict().items() if _jsonable(v)},
+            "lora": cfg.lora,
+            "train": {"global_step": trainer.state.global_step, **dict(result.metrics)},
+            "versions": {"trl": trl.__version__, "torch": torch.__version__},
+        }
+        save_checkpoint(model, tokenizer, out / "model", metadata)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        # after the last collective call: the other ranks may exit while rank 0 measures
+        del trainer, model
+        summary["heldout"] = measure(cfg)
+    return summary
+
+
+def measure(cfg: WarmupConfig) -> dict[str, Any] | None:
+    """Run the held-out measurement (if ``cfg.heldout`` is set) of a finished warmup, then write
+    ``output_dir/summary.json`` and the ``summary`` copy. Returns the held-out result."""
+    result = None
+    if cfg.heldout is not None:
+        from prorank.train.heldout import main as heldout_main
+
+        result = heldout_main(heldout_config(cfg))
+    out = Path(cfg.output_dir)
+    atomic_write_json(out / "summary.json", run_record(out))
+    if cfg.summary:
+        publish(out, cfg.summary)
+    return result
+
+
+def run_record(output_dir: str | Path) -> dict[str, Any]:
+    """One JSON record of a finished warmup run, from the files it wrote.
+
+    Holds the checkpoint metadata (data, config, TRL settings, train metrics), the first and last
+    logged training values (reward, format rate, accuracy) and ``heldout.json`` when present.
+    """
+    import json
+
+    from prorank.checkpoint import read_metadata
+    from prorank.train.trainlog import read_log
+
+    out = Path(output_dir)
+    meta = read_metadata(out / "model")
+    if meta is None:
+        raise FileNotFoundError(f"{out / 'model'} holds no prorank checkpoint (has the run finished?)")
+    records = read_log(out / "log.jsonl") if (out / "log.jsonl").exists() else []
+    steps = [r for r in records if "reward" in r]
+
+    def pick(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if rec is None else {k: rec.get(k) for k in ("step", *LOG_KEYS) if k in rec}
+
+    heldout = out / "heldout.json"
+    return {
+        "format": "prorank-warmup-run-v1",
+        "stage": meta.get("stage"),
+        "base_model": meta.get("base_model"),
+        "prompt_version": meta.get("prompt_version"),
+        "checkpoint": str(out / "model"),
+        "data": meta.get("data"),
+        "train": meta.get("train"),
+        "training_curve": {"steps_logged": len(steps), "first": pick(steps[0] if steps else None),
+                           "last": pick(steps[-1] if steps else None),
+                           "last5_mean": {k: sum(r.get(k, 0.0) or 0.0 for r in steps[-5:]) / max(1, len(steps[-5:]))
+                                          for k in ("reward", "format_rate", "accuracy")},
+                           "log": str(out / "log.jsonl"), "plot": str(out / "curves.png")},
+        "heldout": json.loads(heldout.read_text(encoding="utf-8")) if heldout.exists() else None,
+        "config": meta.get("config"),
+        "grpo": meta.get("grpo"),
+        "versions": meta.get("versions"),
+    }
+
+
+def publish(output_dir: str | Path, target: str | Path) -> Path:
+    """Write ``run_record(output_dir)`` to ``target`` and copy the curves PNG beside it."""
+    from prorank.atomic import atomic_write_bytes
+
+    out, target = Path(output_dir), Path(target)
+    atomic_write_json(target, run_record(out))
+    if (out / "curves.png").exists():
+        atomic_write_bytes(target.with_suffix(".png"), (out / "curves.png").read_bytes())
+    return target
+
+
+def heldout_config(cfg: WarmupConfig) -> Any:
+    """The held-out measurement of this warmup: base model vs ``output_dir/model``.
+
+    Uses the ``heldout`` block (``HeldoutConfig`` fields) with defaults from the warmup config:
+    models, names ("zero-shot", "warmup"), max_length, data_dir, output ``output_dir/heldout.json``.
+    """
+    from prorank.train.heldout import HeldoutConfig
+
+    out = Path(cfg.output_dir)
+    block = {"models": [cfg.model, str(out / "model")], "names": ["zero-shot", "warmup"],
+             "output": str(out / "heldout.json"), "max_length": cfg.max_length,
+             "data_dir": cfg.data_dir, "num_threads": cfg.num_threads, **(cfg.heldout or {})}
+    return from_dict(HeldoutConfig, block, "warmup:heldout")
+
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _yaml_float(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-5`` as a string; TRL needs the number."""
+    return float(value) if isinstance(value, str) and _FLOAT.match(value) else value
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, type(None), list, dict))
