@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
+from prorank.data import read_json_lines
 from prorank.prompt import Document
 
 
@@ -245,15 +246,8 @@ def read_jsonl_groups(path: str | Path) -> list[Group]:
     if not path.is_file():
         raise FileNotFoundError(f"training groups file not found: {path}")
     out = []
-    with path.open(encoding="utf-8") as handle:
-        for no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{no}: invalid JSON ({err.msg})") from None
-            out.append(parse_group(obj, f"{path}:{no}"))
+    for no, obj in read_json_lines(path):
+        out.append(parse_group(obj, f"{path}:{no}"))
     if not out:
         raise ValueError(f"{path}: no training groups")
     return out

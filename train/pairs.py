@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from prorank.atomic import atomic_write_text
-from prorank.data import BeirDataset, load_dataset
+from prorank.data import BeirDataset, load_dataset, read_json_lines
 from prorank.prompt import Document, PromptBuilder, document_text
 from prorank.train.negatives import mine_negatives, positives, ranked_docids
 from prorank.train.rewards import normalize_label
@@ -43,19 +43,6 @@ class Pair:
     label: str
     qid: str = ""
     docid: str = ""
-
-
-def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for n, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{n}: invalid JSON ({err})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{n}: expected a JSON object per line")
-                yield row
 
 
 def load_beir(dataset: str | Path, split: str, data_dir: str | Path | None = None) -> BeirDataset:
@@ -131,7 +118,7 @@ def read_jsonl_pairs(path: str | Path) -> list[Pair]:
     if not path.is_file():
         raise FileNotFoundError(f"jsonl: pairs file not found: {path}")
     out = []
-    for n, row in enumerate(_read_jsonl(path), 1):
+    for n, row in read_json_lines(path):
         for key in ("query", "document", "label"):
             if key not in row:
                 raise ValueError(f"{path}:{n}: row lacks {key!r} (need query, document, label)")

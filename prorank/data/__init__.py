@@ -9,6 +9,7 @@ from prorank.data.beir import (
     load_qrels,
     load_queries,
     natural_key,
+    read_json_lines,
 )
 from prorank.data.resolve import download_beir, load_dataset, resolve_dataset
 
@@ -23,5 +24,6 @@ __all__ = [
     "load_qrels",
     "load_queries",
     "natural_key",
+    "read_json_lines",
     "resolve_dataset",
 ]

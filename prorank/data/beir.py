@@ -73,7 +73,7 @@ def _require_file(path: Path, what: str) -> None:
         raise DatasetError(f"{path}: {what} file not found")
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSON-lines file."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -108,7 +108,7 @@ def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
     path = Path(path)
     _require_file(path, "corpus")
     corpus: dict[str, dict[str, str]] = {}
-    for number, obj in _json_lines(path):
+    for number, obj in read_json_lines(path):
         docid = _string_field(obj, "_id", path, number, required=True)
         if docid in corpus:
             raise DatasetError(f"{path}:{number}: duplicate document id {docid!r}")
@@ -126,7 +126,7 @@ def load_queries(path: str | Path) -> dict[str, str]:
     path = Path(path)
     _require_file(path, "queries")
     queries: dict[str, str] = {}
-    for number, obj in _json_lines(path):
+    for number, obj in read_json_lines(path):
         qid = _string_field(obj, "_id", path, number, required=True)
         if qid in queries:
             raise DatasetError(f"{path}:{number}: duplicate query id {qid!r}")
