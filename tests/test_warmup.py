@@ -168,3 +168,11 @@ def test_end_of_answer_bias_targets_only_the_turn_end_after_a_label(real_tokeniz
     eos = real_tokenizer.eos_token_id
     assert bias == [[[builder.answer_token_ids[0], eos], 8.0], [[builder.answer_token_ids[1], eos], 8.0]]
     GenerationConfig(sequence_bias=bias).validate()  # the form TRL passes on to generate()
+
+
+def test_end_of_answer_bias_is_annealed_and_logged(label_model_dir, pairs_file, tmp_path):
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", max_completion_length=2, save_strategy="no")
+    cfg.end_of_answer_bias, cfg.end_of_answer_bias_decay = 4.0, 1.0
+    main(cfg)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["end_of_answer_bias"] for r in records] == [4.0, 2.0]

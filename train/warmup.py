@@ -71,6 +71,9 @@ class WarmupConfig:
     # small instruct model may put p~1e-4 there, so exact answers are never sampled). Rewards,
     # the loss and the trained model are unaffected; 0 disables.
     end_of_answer_bias: float = 0.0
+    # anneal that bonus linearly to 0 over this fraction of the run (of max_minutes when set, else
+    # of grpo.max_steps); a constant bonus would stall learning once the biased samples all stop
+    end_of_answer_bias_decay: float | None = 0.7
     # --- model
     lora: dict | None = None  # peft.LoraConfig kwargs; None = full fine-tuning
     num_threads: int | None = None  # torch CPU threads (None: leave torch's default)
@@ -178,6 +181,38 @@ def end_of_answer_bias(builder: Any, bias: float) -> list[list[Any]]:
     return [[[int(label_id), int(eos)], float(bias)] for label_id in builder.answer_token_ids]
 
 
+def _bias_schedule(cfg: WarmupConfig, builder: Any, args: Any) -> Any:
+    """Callback setting the end-of-answer sampling bonus before each step (linear decay)."""
+    from transformers import TrainerCallback
+
+    start, decay = float(cfg.end_of_answer_bias), cfg.end_of_answer_bias_decay
+    began = time.time()
+
+    class BiasSchedule(TrainerCallback):
+        trainer: Any = None
+        value = start
+
+        def _progress(self, state: Any) -> float:
+            if decay is None:
+                return 0.0
+            if cfg.max_minutes:
+                return (time.time() - began) / (60.0 * cfg.max_minutes * decay)
+            return state.global_step / max(1.0, state.max_steps * decay)
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.value = start * max(0.0, 1.0 - self._progress(state))
+            gen = self.trainer.generation_config
+            gen.sequence_bias = end_of_answer_bias(builder, self.value) if self.value > 0 else None
+            if self.trainer.generation_kwargs is not None:
+                self.trainer.generation_kwargs["sequence_bias"] = gen.sequence_bias
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs is not None and "loss" in logs:
+                logs["end_of_answer_bias"] = round(self.value, 4)
+
+    return BiasSchedule()
+
+
 def _resume_arg(cfg: WarmupConfig, trainer_dir: Path) -> str | bool | None:
     value = cfg.resume_from_checkpoint
     if value in (None, False):
@@ -222,9 +257,6 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     builder = PromptBuilder(tokenizer, cfg.max_length)
 
-    if cfg.end_of_answer_bias:
-        args.generation_kwargs = {**(args.generation_kwargs or {}),
-                                  "sequence_bias": end_of_answer_bias(builder, cfg.end_of_answer_bias)}
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     pairs, data_info = build_pairs(cfg, progress=is_main)
@@ -254,6 +286,14 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
 
     reward_funcs = [REWARDS[name] for name in REWARDS if name in cfg.reward_weights]
     resume = _resume_arg(cfg, Path(args.output_dir))
+    callbacks = [trainer_callback(
+        out / "log.jsonl", out / "curves.png", LOG_KEYS, title="ProRank stage 1 (GRPO warmup)",
+        aliases=METRIC_ALIASES, plot_every_save=cfg.plot_every_save, truncate=resume is None,
+        deadline=None if cfg.max_minutes is None else time.time() + 60 * cfg.max_minutes)]
+    schedule = None
+    if cfg.end_of_answer_bias:
+        schedule = _bias_schedule(cfg, builder, args)
+        callbacks.insert(0, schedule)  # runs first, so the bias it logs reaches log.jsonl
     trainer = trl.GRPOTrainer(
         model=model_path,
         reward_funcs=reward_funcs,
@@ -261,11 +301,10 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[trainer_callback(
-            out / "log.jsonl", out / "curves.png", LOG_KEYS, title="ProRank stage 1 (GRPO warmup)",
-            aliases=METRIC_ALIASES, plot_every_save=cfg.plot_every_save, truncate=resume is None,
-            deadline=None if cfg.max_minutes is None else time.time() + 60 * cfg.max_minutes)],
+        callbacks=callbacks,
     )
+    if schedule is not None:
+        schedule.trainer = trainer
     result = trainer.train(resume_from_checkpoint=resume)
 
     model = trainer.accelerator.unwrap_model(trainer.model)
