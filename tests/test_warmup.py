@@ -170,9 +170,16 @@ def test_end_of_answer_bias_targets_only_the_turn_end_after_a_label(real_tokeniz
     GenerationConfig(sequence_bias=bias).validate()  # the form TRL passes on to generate()
 
 
-def test_end_of_answer_bias_is_annealed_and_logged(label_model_dir, pairs_file, tmp_path):
-    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", max_completion_length=2, save_strategy="no")
-    cfg.end_of_answer_bias, cfg.end_of_answer_bias_decay = 4.0, 1.0
+def test_exploration_schedule_is_logged(label_model_dir, pairs_file, tmp_path):
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", max_completion_length=2, save_strategy="no",
+               max_steps=3)
+    cfg.answer_first_phase, cfg.end_of_answer_bias = True, 4.0
     main(cfg)
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["end_of_answer_bias"] for r in records] == [4.0, 2.0]
+    for r in records:
+        assert r["phase"] in (1, 2)
+        assert r["generated_tokens"] == (1 if r["phase"] == 1 else 2)
+        assert r["end_of_answer_bias"] == 0.0 if r["phase"] == 1 else 0.0 <= r["end_of_answer_bias"] <= 8.0
+        if r["phase"] == 1:
+            assert r["completions/max_length"] == 1
+    assert records[0]["phase"] == 1

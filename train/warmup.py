@@ -41,7 +41,7 @@ METRIC_ALIASES = {
     "accuracy": "rewards/correctness_reward/mean",
     "answer_token_rate": "rewards/answer_token_reward/mean",
 }
-LOG_KEYS = ("reward", "format_rate", "accuracy", "answer_token_rate", "loss", "completions/mean_length")
+LOG_KEYS = ("reward", "format_rate", "accuracy", "loss", "completions/mean_length", "end_of_answer_bias")
 
 
 @dataclass
@@ -67,13 +67,15 @@ class WarmupConfig:
     seed: int = 0
     # --- rewards: name (prorank.train.rewards.REWARDS) -> weight, handed to GRPOConfig.reward_weights
     reward_weights: dict = field(default_factory=lambda: {"format": 1.0, "correctness": 1.0})
-    # sampling-only logit bonus for ending the turn right after a label (GRPO exploration: a
-    # small instruct model may put p~1e-4 there, so exact answers are never sampled). Rewards,
-    # the loss and the trained model are unaffected; 0 disables.
+    # --- exploration for models that never answer exactly zero-shot (sampling only: rewards,
+    #     loss and the saved model are unaffected)
+    # phase 1 generates just the answer token until the sampled format rate is >= 0.875 for two
+    # logged steps in a row; phase 2 then generates grpo.max_completion_length tokens
+    answer_first_phase: bool = False
+    # phase-2 logit bonus for ending the turn right after a label, adapted every step to keep
+    # about half the samples ending there (down by 2 when >= 75% do, up by 1 when <= 25%), so it
+    # fades to 0 as the model learns to stop by itself; 0 disables
     end_of_answer_bias: float = 0.0
-    # anneal that bonus linearly to 0 over this fraction of the run (of max_minutes when set, else
-    # of grpo.max_steps); a constant bonus would stall learning once the biased samples all stop
-    end_of_answer_bias_decay: float | None = 0.7
     # --- model
     lora: dict | None = None  # peft.LoraConfig kwargs; None = full fine-tuning
     num_threads: int | None = None  # torch CPU threads (None: leave torch's default)
@@ -181,36 +183,52 @@ def end_of_answer_bias(builder: Any, bias: float) -> list[list[Any]]:
     return [[[int(label_id), int(eos)], float(bias)] for label_id in builder.answer_token_ids]
 
 
-def _bias_schedule(cfg: WarmupConfig, builder: Any, args: Any) -> Any:
-    """Callback setting the end-of-answer sampling bonus before each step (linear decay)."""
+def _exploration_schedule(cfg: WarmupConfig, builder: Any, max_completion_length: int) -> Any:
+    """Callback driving the two exploration aids of ``WarmupConfig`` (see its fields).
+
+    Before each step it sets the trainer's generation length (1 token in the answer-first phase)
+    and the end-of-answer sampling bonus; after each logged step it updates both from the sampled
+    format rate. ``phase``, ``generated_tokens`` and ``end_of_answer_bias`` go to the log.
+    """
     from transformers import TrainerCallback
 
-    start, decay = float(cfg.end_of_answer_bias), cfg.end_of_answer_bias_decay
-    began = time.time()
+    start = float(cfg.end_of_answer_bias)
 
-    class BiasSchedule(TrainerCallback):
+    class ExplorationSchedule(TrainerCallback):
         trainer: Any = None
-        value = start
 
-        def _progress(self, state: Any) -> float:
-            if decay is None:
-                return 0.0
-            if cfg.max_minutes:
-                return (time.time() - began) / (60.0 * cfg.max_minutes * decay)
-            return state.global_step / max(1.0, state.max_steps * decay)
+        def __init__(self) -> None:
+            self.phase = 1 if cfg.answer_first_phase else 2
+            self.bias = start
+            self.streak = 0
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self.value = start * max(0.0, 1.0 - self._progress(state))
             gen = self.trainer.generation_config
-            gen.sequence_bias = end_of_answer_bias(builder, self.value) if self.value > 0 else None
+            gen.max_new_tokens = 1 if self.phase == 1 else max_completion_length
+            bias = self.bias if self.phase == 2 else 0.0
+            gen.sequence_bias = end_of_answer_bias(builder, bias) if bias > 0 else None
             if self.trainer.generation_kwargs is not None:
+                self.trainer.generation_kwargs["max_new_tokens"] = gen.max_new_tokens
                 self.trainer.generation_kwargs["sequence_bias"] = gen.sequence_bias
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs is not None and "loss" in logs:
-                logs["end_of_answer_bias"] = round(self.value, 4)
+            if logs is None or "loss" not in logs:
+                return
+            logs.update({"phase": self.phase, "generated_tokens": 1 if self.phase == 1 else max_completion_length,
+                         "end_of_answer_bias": round(self.bias if self.phase == 2 else 0.0, 3)})
+            rate = logs.get(METRIC_ALIASES["format_rate"])
+            if not isinstance(rate, (int, float)):
+                return
+            if self.phase == 1:
+                self.streak = self.streak + 1 if rate >= 0.875 else 0
+                if self.streak >= 2:
+                    self.phase = 2
+            elif rate >= 0.75:
+                self.bias = max(0.0, self.bias - 2.0)
+            elif rate <= 0.25 and self.bias > 0:
+                self.bias = min(start + 4.0, self.bias + 1.0)
 
-    return BiasSchedule()
+    return ExplorationSchedule()
 
 
 def _resume_arg(cfg: WarmupConfig, trainer_dir: Path) -> str | bool | None:
@@ -291,9 +309,9 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         aliases=METRIC_ALIASES, plot_every_save=cfg.plot_every_save, truncate=resume is None,
         deadline=None if cfg.max_minutes is None else time.time() + 60 * cfg.max_minutes)]
     schedule = None
-    if cfg.end_of_answer_bias:
-        schedule = _bias_schedule(cfg, builder, args)
-        callbacks.insert(0, schedule)  # runs first, so the bias it logs reaches log.jsonl
+    if cfg.end_of_answer_bias or cfg.answer_first_phase:
+        schedule = _exploration_schedule(cfg, builder, args.max_completion_length)
+        callbacks.insert(0, schedule)  # runs first, so what it logs reaches log.jsonl
     trainer = trl.GRPOTrainer(
         model=model_path,
         reward_funcs=reward_funcs,
