@@ -46,6 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 MXBAI_REQUIREMENTS = ["torch==2.13.0", "transformers==4.57.6", "mxbai-rerank==0.1.6", "gguf==0.19.0"]
 METHODS = ("prorank", "transformers", "mxbai")
+MXBAI_DEFAULT_BATCH_SIZE = 32  # mxbai-rerank 0.1.6: rank(..., batch_size=32)
 
 
 @dataclass
@@ -56,7 +57,8 @@ class ThroughputConfig:
     queries: int = 2  # first N test queries (qrels order)
     docs_per_query: int = 16  # top BM25 candidates per query
     doc_tokens: int = 300  # documents cut to this many tokens (same text for every method)
-    batch_size: int = 16
+    batch_size: int = 0  # ProRank and the plain loop; 0 = ProRank's default for the device
+    mxbai_batch_size: int = 0  # 0 = mxbai-rerank's own default (MXBAI_DEFAULT_BATCH_SIZE)
     max_length: int = 512
     repeats: int = 3
     device: str = "auto"  # auto | cpu | cuda[:N]
@@ -134,11 +136,23 @@ def plain_transformers_scores(model: Any, tokenizer: Any, builder: Any, pairs, b
 
 
 def prorank_token_counts(reranker: Any, pairs) -> dict:
-    """Real and padded prompt tokens of ``score_pairs`` (length-sorted batches of batch_size)."""
-    lengths = sorted((len(reranker.builder.encode(q, d).input_ids) for q, d in pairs), reverse=True)
-    bs = reranker.batch_size
-    padded = sum(len(lengths[i : i + bs]) * lengths[i] for i in range(0, len(lengths), bs))
-    return {"real_tokens": sum(lengths), "padded_tokens": padded}
+    """Prompt tokens of ``score_pairs``, and the positions it runs through the model: per query,
+    the shared prefix once, then the rest of each prompt in length-sorted batches of batch_size."""
+    from prorank.reranker import MIN_SHARED_PREFIX
+    from prorank.scoring import common_prefix_length
+
+    by_query: dict[str, list[list[int]]] = {}
+    for q, d in pairs:
+        by_query.setdefault(q, []).append(reranker.builder.encode(q, d).input_ids)
+    real = sum(len(p) for prompts in by_query.values() for p in prompts)
+    padded = 0
+    for prompts in by_query.values():
+        shared = common_prefix_length(prompts) - 1 if reranker.share_prefix and len(prompts) > 1 else 0
+        shared = shared if shared >= MIN_SHARED_PREFIX else 0
+        lengths = sorted((len(p) - shared for p in prompts), reverse=True)
+        bs = reranker.batch_size
+        padded += shared + sum(len(lengths[i : i + bs]) * lengths[i] for i in range(0, len(lengths), bs))
+    return {"real_tokens": real, "padded_tokens": padded}
 
 
 class MxbaiWorker:
@@ -248,13 +262,13 @@ def print_table(result: dict) -> None:
     m = result["machine"]
     title = f"{result['config']['model']} · {result['pairs']} pairs · {result['device']} {result['dtype']} · {m.get('gpu') or m['cpu']} · {m['torch_threads']} threads"
     table = Table(title=title)
-    for col in ("method", "pairs/s", "prompt tok/s", "s/pass (median)", "min–max s", "pairs/CPU-s", "mean prompt tok",
-                "pad waste", "vs mxbai", "vs transformers", "vs mxbai (CPU-s)"):
+    for col in ("method", "batch", "pairs/s", "prompt tok/s", "s/pass (median)", "min–max s", "pairs/CPU-s", "mean prompt tok",
+                "fwd tok/prompt tok", "vs mxbai", "vs transformers", "vs mxbai (CPU-s)"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for name, r in result["methods"].items():
-        table.add_row(name, f"{r['pairs_per_s']:.3f}", f"{r['prompt_tokens_per_s']:.0f}", f"{r['median_s']:.2f}",
+        table.add_row(name, str(r["batch_size"]), f"{r['pairs_per_s']:.3f}", f"{r['prompt_tokens_per_s']:.0f}", f"{r['median_s']:.2f}",
                       f"{min(r['seconds']):.1f}–{max(r['seconds']):.1f}", f"{r['pairs_per_cpu_s']:.3f}",
-                      f"{r['mean_prompt_tokens']:.0f}", f"{r['padding_waste']:.1%}", _fmt(r.get("speedup_vs_mxbai")),
+                      f"{r['mean_prompt_tokens']:.0f}", f"{r['forward_per_prompt_token']:.2f}", _fmt(r.get("speedup_vs_mxbai")),
                       _fmt(r.get("speedup_vs_transformers")), _fmt(r.get("cpu_speedup_vs_mxbai")))
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(table)
@@ -286,7 +300,9 @@ def main(cfg: ThroughputConfig) -> dict:
                           else "cpu" if cfg.device == "auto" else cfg.device)
     loadavg_start = list(os.getloadavg())
     reranker = Reranker.from_pretrained(cfg.model, device=device, max_length=cfg.max_length,
-                                        batch_size=cfg.batch_size)
+                                        batch_size=cfg.batch_size or None)
+    batch_sizes = {"prorank": reranker.batch_size, "transformers": reranker.batch_size,
+                   "mxbai": cfg.mxbai_batch_size or MXBAI_DEFAULT_BATCH_SIZE}
     dtype = next(reranker.model.parameters()).dtype
     tokenizer, builder = reranker.tokenizer, reranker.builder
     rows = select_pairs(cfg, tokenizer)
@@ -310,14 +326,14 @@ def main(cfg: ThroughputConfig) -> dict:
     def run(name: str, limit: int | None = None) -> dict:
         subset = pairs[:limit] if limit else pairs
         if name == "mxbai":
-            return worker.call(op="score", batch_size=cfg.batch_size, limit=limit)
+            return worker.call(op="score", batch_size=batch_sizes["mxbai"], limit=limit)
         if device.type == "cuda":
             torch.cuda.synchronize()
         start, cpu = time.perf_counter(), time.process_time()
         if name == "prorank":
             out = {"scores": reranker.score_pairs(subset)}
         else:
-            out = plain_transformers_scores(reranker.model, tokenizer, builder, subset, cfg.batch_size)
+            out = plain_transformers_scores(reranker.model, tokenizer, builder, subset, batch_sizes["transformers"])
         out["seconds"], out["cpu_seconds"] = time.perf_counter() - start, time.process_time() - cpu
         return out
 
@@ -349,11 +365,12 @@ def main(cfg: ThroughputConfig) -> dict:
         med = statistics.median(seconds)
         c = counts[name]
         methods[name] = {
-            "seconds": seconds, "median_s": med, "pairs_per_s": len(pairs) / med,
+            "batch_size": batch_sizes[name], "seconds": seconds, "median_s": med, "pairs_per_s": len(pairs) / med,
             "cpu_seconds": cpu_seconds, "pairs_per_cpu_s": len(pairs) / statistics.median(cpu_seconds),
             "prompt_tokens_per_s": c["real_tokens"] / med, "mean_prompt_tokens": c["real_tokens"] / len(pairs),
-            "real_tokens": c["real_tokens"], "padded_tokens": c["padded_tokens"],
-            "padding_waste": 1 - c["real_tokens"] / c["padded_tokens"],
+            # positions run through the model (padding included, shared prefixes once) per prompt token
+            "real_tokens": c["real_tokens"], "forward_tokens": c["padded_tokens"],
+            "forward_per_prompt_token": c["padded_tokens"] / c["real_tokens"],
         }
     for name, r in methods.items():
         for base in ("mxbai", "transformers"):
@@ -411,7 +428,10 @@ def parse_args(argv: list[str] | None = None) -> ThroughputConfig:
     p.add_argument("--queries", type=int, default=d.queries, help="number of test queries")
     p.add_argument("--docs-per-query", type=int, default=d.docs_per_query, help="BM25 candidates per query")
     p.add_argument("--doc-tokens", type=int, default=d.doc_tokens, help="cut documents to this many tokens")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="same for every method")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="pairs per forward pass of prorank and the plain loop (0: prorank's device default)")
+    p.add_argument("--mxbai-batch-size", type=int, default=d.mxbai_batch_size,
+                   help=f"pairs per forward pass of mxbai (0: its default, {MXBAI_DEFAULT_BATCH_SIZE})")
     p.add_argument("--max-length", type=int, default=d.max_length)
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--device", default=d.device, help="auto (CUDA if available, bf16 there), cpu, cuda, cuda:N")
@@ -425,6 +445,7 @@ def parse_args(argv: list[str] | None = None) -> ThroughputConfig:
     a = p.parse_args(argv)
     methods = [m for m in a.methods.split(",") if m and not (a.no_mxbai and m == "mxbai")]
     return ThroughputConfig(a.model, a.data_dir, a.dataset, a.queries, a.docs_per_query, a.doc_tokens, a.batch_size,
+                            a.mxbai_batch_size,
                             a.max_length, a.repeats, a.device, a.threads, methods, a.mxbai_python, a.output, a.tolerance)
 
 

@@ -47,6 +47,18 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+# pairs per forward pass when none is given. On a CPU, one prompt at a time is fastest (no
+# padding, causal attention without an explicit mask, caches stay warm; measure yours with
+# `benchmarks/throughput.py --batch-size N`); an accelerator needs large batches to fill it.
+CPU_BATCH_SIZE = 1
+ACCELERATOR_BATCH_SIZE = 32
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """Default pairs per forward pass on ``device``: 1 on CPU, 32 on CUDA/MPS."""
+    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else ACCELERATOR_BATCH_SIZE
+
+
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype

@@ -69,10 +69,103 @@ def relevance_scores(
             position_ids=position_ids,
             use_cache=False,
         ).last_hidden_state[:, -1, :]
-        head = model.get_output_embeddings()
-        weight = head.weight[rows].float()
-        logits = hidden.float() @ weight.T
-        bias = getattr(head, "bias", None)
-        if bias is not None:
-            logits = logits + bias[rows].float()
+        logits = _answer_logits(model, hidden, rows)
+    return logits[:, 1] - logits[:, 0]
+
+
+def _answer_logits(model: torch.nn.Module, hidden: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """Float32 logits of the output-layer ``rows`` only, for last-position states ``[batch, d]``."""
+    head = model.get_output_embeddings()
+    logits = hidden.float() @ head.weight[rows].float().T
+    bias = getattr(head, "bias", None)
+    if bias is not None:
+        logits = logits + bias[rows].float()
+    return logits
+
+
+# ----------------------------------------------------------------------------- shared prefixes
+# All prompts of one query start with the same tokens (system turn, instruction, query). At
+# inference the prefix is run once and its key/value cache reused by every document's row, so
+# only the document part goes through the model: same scores (up to float rounding), fewer FLOPs.
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by all ``sequences``.
+
+    >>> common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]])
+    2
+    """
+    if not sequences:
+        return 0
+    shortest = min(len(s) for s in sequences)
+    first = sequences[0]
+    for i in range(shortest):
+        token = first[i]
+        if any(s[i] != token for s in sequences):
+            return i
+    return shortest
+
+
+PrefixCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _cache_kwarg(decoder: torch.nn.Module) -> str:
+    """The decoder's cache argument: ``cache`` in recent transformers, ``past_key_values`` before."""
+    import inspect
+
+    params = inspect.signature(decoder.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def prefix_cache(model: torch.nn.Module, prefix_ids: Sequence[int]) -> PrefixCache:
+    """Per-layer ``(keys, values)`` of ``prefix_ids`` (batch of one), to be shared by many rows."""
+    from transformers import DynamicCache
+
+    if len(prefix_ids) == 0:
+        raise ValueError("prefix_ids must not be empty")
+    device = next(model.parameters()).device
+    cache = DynamicCache(config=model.config)
+    ids = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
+    decoder = model.get_decoder()
+    decoder(input_ids=ids, use_cache=True, **{_cache_kwarg(decoder): cache})
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def relevance_scores_after_prefix(
+    model: torch.nn.Module,
+    prefix: PrefixCache,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    answer_token_ids: tuple[int, int],
+) -> torch.Tensor:
+    """``relevance_scores`` of ``prefix + row`` for every left-padded row, reusing ``prefix``.
+
+    Equals ``relevance_scores`` on the full prompts: the pads between the prefix and a row are
+    masked out and positions continue after the prefix. Inference only (the shared cache is not
+    differentiated through).
+    """
+    from transformers import DynamicCache
+
+    if input_ids.shape != attention_mask.shape:
+        raise ValueError("input_ids and attention_mask must have the same shape")
+    if bool((attention_mask[:, -1] == 0).any()):
+        raise ValueError("inputs must be left-padded: the last position of every row must be real")
+    batch, width = input_ids.shape
+    length = prefix[0][0].shape[-2]
+    cache = DynamicCache(config=model.config)
+    for layer, (keys, values) in enumerate(prefix):
+        cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), layer)
+    full_mask = torch.cat([attention_mask.new_ones(batch, length), attention_mask], dim=1)
+    position_ids = length + (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    decoder = model.get_decoder()
+    hidden = decoder(
+        input_ids=input_ids,
+        attention_mask=full_mask,
+        position_ids=position_ids,
+        cache_position=torch.arange(length, length + width, device=input_ids.device),
+        use_cache=True,
+        **{_cache_kwarg(decoder): cache},
+    ).last_hidden_state[:, -1, :]
+    neg_id, pos_id = answer_token_ids
+    logits = _answer_logits(model, hidden, [neg_id, pos_id])
     return logits[:, 1] - logits[:, 0]

@@ -186,3 +186,68 @@ def test_fingerprint_tracks_weights(tiny_model_dir, tiny_reranker, real_tokenize
 def test_prompt_builder_is_the_one_used(tiny_reranker):
     assert isinstance(tiny_reranker.builder, PromptBuilder)
     assert tiny_reranker.builder.max_length == 128
+
+
+QUERY2 = "what do stock prices depend on"
+
+
+def _embedded_tokens(reranker, fn):
+    """Run ``fn`` and count the token positions that went through the input embedding."""
+    seen = []
+    hook = reranker.model.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: seen.append(args[0].numel()))
+    try:
+        result = fn()
+    finally:
+        hook.remove()
+    return result, sum(seen)
+
+
+def test_shared_prefix_scores_equal_full_prompts(tiny_model_dir):
+    """Each query's prefix runs once; scores equal scoring every full prompt (two queries mixed,
+    batches of 2 so rows are padded and a query spans several batches)."""
+    pairs = [(QUERY, d) for d in DOCS] + [(QUERY2, d) for d in DOCS[:3]] + [("lonely query", DOCS[0])]
+    pairs = pairs[::2] + pairs[1::2]  # interleave the queries
+    shared = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=2,
+                                      share_prefix=True)
+    plain = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=2)
+    with_prefix, tokens_shared = _embedded_tokens(shared, lambda: shared.score_pairs(pairs))
+    without, tokens_plain = _embedded_tokens(plain, lambda: plain.score_pairs(pairs))
+    assert with_prefix == pytest.approx(without, abs=1e-4)
+    assert len(set(round(s, 5) for s in with_prefix)) > 5
+    # the shared part (system turn + query, > 8 tokens) ran once per query, not once per document
+    assert tokens_shared < tokens_plain - 8 * (len(pairs) - 3)
+
+
+def test_prefix_scoring_rejects_right_padding(tiny_reranker):
+    from prorank.scoring import prefix_cache, relevance_scores_after_prefix
+
+    builder = tiny_reranker.builder
+    prompt = builder.encode(QUERY, DOCS[0]).input_ids
+    prefix = prefix_cache(tiny_reranker.model, prompt[:10])
+    ids = torch.tensor([prompt[10:] + [0]])
+    mask = torch.tensor([[1] * (len(prompt) - 10) + [0]])
+    with pytest.raises(ValueError, match="left-padded"):
+        relevance_scores_after_prefix(tiny_reranker.model, prefix, ids, mask, builder.answer_token_ids)
+    with pytest.raises(ValueError, match="prefix_ids"):
+        prefix_cache(tiny_reranker.model, [])
+
+
+def test_default_batch_size_follows_device(tiny_model_dir):
+    from prorank.loading import CPU_BATCH_SIZE
+
+    assert Reranker.from_pretrained(tiny_model_dir, device="cpu").batch_size == CPU_BATCH_SIZE
+    with pytest.raises(ValueError, match="batch_size"):
+        Reranker.from_pretrained(tiny_model_dir, device="cpu", batch_size=0)
+
+
+def test_common_prefix_length():
+    import doctest
+
+    from prorank import scoring
+    from prorank.scoring import common_prefix_length
+
+    assert doctest.testmod(scoring).failed == 0
+    assert common_prefix_length([[5, 6], [5, 6]]) == 2
+    assert common_prefix_length([[1], [2]]) == 0
+    assert common_prefix_length([]) == 0

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default=None, help="output folder (default runs/eval-<time>-<model>)")
     parser.add_argument("--summary", default=None, help="also write summary.json to this path")
     parser.add_argument("--data-dir", default=None, help="folder holding datasets by name (default $PRORANK_DATA_DIR)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 1 on CPU, 32 on CUDA/MPS)")
     parser.add_argument("--max-length", type=int, default=512, help="prompt tokens (default 512)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: auto)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, else fp32)")

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--return-documents", action="store_true", help="include document text")
     parser.add_argument("--normalize", action="store_true", help="sigmoid scores in [0, 1]")
     parser.add_argument("--max-length", type=int, default=512, help="prompt tokens (default 512)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 1 on CPU, 32 on CUDA/MPS)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, else fp32)")
     parser.set_defaults(func=_run)

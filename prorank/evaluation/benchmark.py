@@ -53,7 +53,7 @@ class EvalConfig:
     output: str | None = None  # default runs/eval-<time>-<model>
     summary: str | None = None  # extra copy of summary.json (e.g. benchmarks/results/x.json)
     data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
-    batch_size: int = 16
+    batch_size: int | None = None  # pairs per forward pass; None: the device default (1 on CPU)
     max_length: int = 512
     device: str | None = None
     dtype: str | None = None
@@ -72,6 +72,8 @@ class EvalConfig:
             raise ValueError("datasets: give at least one dataset (path or name)")
         for name in ("top_k", "depth", "batch_size", "max_length", "threads"):
             value = getattr(self, name)
+            if name == "batch_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.max_queries is not None and (isinstance(self.max_queries, bool) or self.max_queries < 1):

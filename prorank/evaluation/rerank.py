@@ -56,7 +56,7 @@ def rerank_run(
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     key = scorer_key(reranker, instruction) if cache is not None else None
-    chunk = max(1, int(getattr(reranker, "batch_size", 16)) * 4)  # pairs per cache transaction
+    chunk = max(32, int(getattr(reranker, "batch_size", 16)) * 4)  # pairs per cache transaction
     stats = RerankStats()
     run: RunLists = {}
     for qid, hits in candidates.items():
