@@ -91,18 +91,51 @@ def run_dataset(cfg: AblationConfig, dataset: str, systems: dict[str, str | None
         rows.append(_row(summary, system, model, "reranker"))
     if not any(r["system"] == "BM25" for r in rows):  # every checkpoint missing: BM25 alone
         rows.insert(0, _row(_eval(cfg, dataset, "none", "bm25", max_queries), "BM25", None, "bm25"))
-    return {"dataset": dataset, **info, "top_k": cfg.top_k, "max_length": cfg.max_length, "rows": rows}
+    significance(rows, Path(dataset).name)
+    return {"dataset": dataset, **info, "top_k": cfg.top_k, "max_length": cfg.max_length, "rows": rows,
+            "significance": "two-sided paired randomization test on per-query nDCG@10 (10,000 sign flips, seed 0)"}
+
+
+def _per_query(summary_dir: str, dataset: str, column: str) -> dict[str, float]:
+    """Per-query nDCG@10 of one system ('bm25' or 'reranker') from an eval's per_query.tsv."""
+    import csv
+
+    with open(Path(summary_dir) / dataset / "per_query.tsv", encoding="utf-8", newline="") as f:
+        return {r["qid"]: float(r["nDCG@10"]) for r in csv.DictReader(f, delimiter="\t") if r["system"] == column}
+
+
+def significance(rows: list[dict[str, Any]], dataset: str) -> None:
+    """Add ``p_vs_bm25`` and ``p_vs_zero_shot`` (nDCG@10, paired over the same queries) to ``rows``."""
+    from prorank.evaluation.significance import paired_randomization_test
+
+    scores = {r["system"]: _per_query(r["summary"], dataset, "bm25" if r["system"] == "BM25" else "reranker")
+              for r in rows if r.get("summary")}
+    for row in rows:
+        mine = scores.get(row["system"])
+        if mine is None:
+            continue
+        for other, key in (("BM25", "p_vs_bm25"), ("zero-shot", "p_vs_zero_shot")):
+            theirs = scores.get(other)
+            if theirs is not None and other != row["system"]:
+                qids = sorted(mine)
+                row[key] = round(paired_randomization_test([mine[q] for q in qids], [theirs[q] for q in qids]), 4)
 
 
 def markdown(table: dict[str, Any]) -> str:
     lines = [f"{table['dataset']} ({table.get('split')}, {table.get('queries')} queries, BM25 top-{table['top_k']} "
              f"reranked, max_length {table['max_length']})", "",
-             "| system | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+             "| system | " + " | ".join(METRICS) + " | p vs zero-shot | p vs BM25 |",
+             "|---|" + "---|" * (len(METRICS) + 2)]
+
+    def p(row: dict[str, Any], key: str) -> str:
+        return f"{row[key]:.4f}" if key in row else "—"
+
     for row in table["rows"]:
         if row.get("missing"):
-            lines.append(f"| {row['system']} | " + " | ".join("n/a" for _ in METRICS) + " |")
+            lines.append(f"| {row['system']} | " + " | ".join("n/a" for _ in METRICS) + " | | |")
         else:
-            lines.append(f"| {row['system']} | " + " | ".join(f"{row['metrics'][m]:.4f}" for m in METRICS) + " |")
+            lines.append(f"| {row['system']} | " + " | ".join(f"{row['metrics'][m]:.4f}" for m in METRICS)
+                         + f" | {p(row, 'p_vs_zero_shot')} | {p(row, 'p_vs_bm25')} |")
     return "\n".join(lines)
 
 

@@ -109,3 +109,20 @@ def test_trec_run_errors(tmp_path):
     bad.write_text("q Q0 d 1 1.0 t\nq Q0 d2 2\n")
     with pytest.raises(ValueError, match=r"bad\.trec:2: expected 6 columns"):
         read_run(bad)
+
+
+def test_paired_randomization_test():
+    import doctest
+
+    from prorank.evaluation import significance
+    from prorank.evaluation.significance import paired_randomization_test
+
+    assert doctest.testmod(significance).failed == 0
+    a = [0.9, 0.8, 0.7, 0.95, 0.85, 0.6, 0.9, 0.75, 0.8, 0.7]
+    b = [x - 0.2 for x in a]
+    assert paired_randomization_test(a, b) < 0.01  # consistently better on every query
+    mixed = [x + (0.1 if i % 2 else -0.1) for i, x in enumerate(a)]
+    assert paired_randomization_test(mixed, a) > 0.5  # wins and losses cancel
+    assert paired_randomization_test(a, b, seed=3) == paired_randomization_test(a, b, seed=3)
+    with pytest.raises(ValueError, match="paired"):
+        paired_randomization_test([1.0], [1.0, 2.0])

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prorank.config import to_dict
+from prorank.evaluation.provenance import portable_path
 
 __all__ = ["ScoreConfig", "LOG_KEYS", "main"]
 
@@ -137,7 +138,7 @@ def _build_data(cfg: ScoreConfig, out: Path, progress: bool) -> dict[str, Any]:
         judged = [q for q in train_set.qrels if q in train_set.queries]
         if cfg.dev_queries and cfg.dev_split is None and cfg.jsonl is None:
             judged, dev_qids = G.split_queries(judged, cfg.dev_queries, cfg.seed)
-        info["dataset"] = {"name": train_set.name, "path": str(train_set.path), "split": cfg.split}
+        info["dataset"] = {"name": train_set.name, "path": portable_path(train_set.path), "split": cfg.split}
     if cfg.jsonl is not None:
         groups = G.read_jsonl_groups(cfg.jsonl)
         info["jsonl"] = str(cfg.jsonl)
@@ -204,7 +205,7 @@ def _build_dev(cfg: ScoreConfig, train_set: Any, held_out: list[str]) -> dict[st
     hits = searcher.batch_search({q: data.queries[q] for q in qids}, k=cfg.dev_top_k)
     bm25 = evaluate(data.qrels, {q: {h.docid: h.score for h in hits[q]} for q in qids}, qids)
     return {
-        "dataset": data.name, "path": str(data.path), "split": split, "queries": len(qids),
+        "dataset": data.name, "path": portable_path(data.path), "split": split, "queries": len(qids),
         "top_k": cfg.dev_top_k, "bm25_ndcg@10": mean_metrics(bm25)["nDCG@10"], "qids": sorted(qids),
         "candidates": {q: [h.docid for h in hits[q]] for q in sorted(qids)},
         "query_text": {q: data.queries[q] for q in qids},

@@ -32,6 +32,7 @@ from typing import Any
 
 from prorank.atomic import atomic_write_json
 from prorank.config import from_dict, to_dict
+from prorank.evaluation.provenance import portable_path
 
 __all__ = ["WarmupConfig", "LOG_KEYS", "build_pairs", "grpo_args", "heldout_config", "measure", "run_record", "publish", "main"]
 
@@ -118,7 +119,7 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
     if cfg.jsonl is not None:
         items = P.read_jsonl_pairs(cfg.jsonl)
         random.Random(f"prorank-pairs:{cfg.seed}").shuffle(items)
-        source: dict[str, Any] = {"source": "jsonl", "path": str(Path(cfg.jsonl).resolve())}
+        source: dict[str, Any] = {"source": "jsonl", "path": portable_path(cfg.jsonl)}
     else:
         data = P.load_beir(cfg.dataset, cfg.split, cfg.data_dir)
         path = Path(data.path).resolve()
@@ -135,7 +136,7 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
             progress=progress,
         )
         source = {
-            "source": "beir", "dataset": path.name, "path": str(path), "split": cfg.split,
+            "source": "beir", "dataset": path.name, "path": portable_path(path), "split": cfg.split,
             "negatives": {"retriever": "bm25", "depth": cfg.negatives_depth,
                           "window": list(cfg.negatives_window),
                           "per_positive": cfg.negatives_per_positive,
