@@ -138,8 +138,7 @@ def plain_transformers_scores(model: Any, tokenizer: Any, builder: Any, pairs, b
 def prorank_token_counts(reranker: Any, pairs) -> dict:
     """Prompt tokens of ``score_pairs``, and the positions it runs through the model: per query,
     the shared prefix once, then the rest of each prompt in length-sorted batches of batch_size."""
-    from prorank.reranker import MIN_SHARED_PREFIX
-    from prorank.scoring import common_prefix_length
+    from prorank.reranker import shared_prefix_length
 
     by_query: dict[str, list[list[int]]] = {}
     for q, d in pairs:
@@ -147,8 +146,7 @@ def prorank_token_counts(reranker: Any, pairs) -> dict:
     real = sum(len(p) for prompts in by_query.values() for p in prompts)
     padded = 0
     for prompts in by_query.values():
-        shared = common_prefix_length(prompts) - 1 if reranker.share_prefix and len(prompts) > 1 else 0
-        shared = shared if shared >= MIN_SHARED_PREFIX else 0
+        shared = shared_prefix_length(prompts) if reranker.share_prefix else 0
         lengths = sorted((len(p) - shared for p in prompts), reverse=True)
         bs = reranker.batch_size
         padded += shared + sum(len(lengths[i : i + bs]) * lengths[i] for i in range(0, len(lengths), bs))

@@ -37,6 +37,16 @@ from prorank.scoring import (
 MIN_SHARED_PREFIX = 8
 
 
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """Tokens of ``prompts`` to run once as their shared prefix: the common prefix less the last
+    token (each prompt keeps its answer position), or 0 when that is under ``MIN_SHARED_PREFIX``
+    or there is only one prompt."""
+    if len(prompts) < 2:
+        return 0
+    shared = common_prefix_length(prompts) - 1
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
 @dataclass(frozen=True)
 class RankResult:
     index: int  # position of the document in the input list
@@ -220,10 +230,8 @@ class Reranker:
         prompts of one query), the prefix is run once and its key/value cache reused by every
         batch; each prompt keeps at least its last token.
         """
-        shared = common_prefix_length(prompts) - 1 if share_prefix and len(prompts) > 1 else 0
-        prefix = prefix_cache(self.model, prompts[0][:shared]) if shared >= MIN_SHARED_PREFIX else None
-        if prefix is None:
-            shared = 0
+        shared = shared_prefix_length(prompts) if share_prefix else 0
+        prefix = prefix_cache(self.model, prompts[0][:shared]) if shared else None
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         scores = [0.0] * len(prompts)
         starts = range(0, len(order), self.batch_size)

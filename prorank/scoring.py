@@ -9,6 +9,7 @@ position.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -111,9 +112,14 @@ PrefixCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 def _cache_kwarg(decoder: torch.nn.Module) -> str:
     """The decoder's cache argument: ``cache`` in recent transformers, ``past_key_values`` before."""
+    return _cache_kwarg_of(type(decoder))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg_of(decoder_class: type) -> str:
     import inspect
 
-    params = inspect.signature(decoder.forward).parameters
+    params = inspect.signature(decoder_class.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
