@@ -3,7 +3,7 @@
 mxbai-rerank does not run under transformers 5.x, so it lives in its own venv (transformers
 4.57.6, see ``throughput.py --mxbai-python``). This script imports nothing from ``prorank``.
 
-On start it makes sure a model folder written by transformers 4.57 exists (a folder written by
+On start it makes sure a model folder readable by transformers 4.57 exists (a folder written by
 5.x stores its RoPE settings under ``rope_parameters``, which 4.57 ignores, silently falling back
 to the wrong ``rope_theta``): it converts the verified GGUF file once, exactly like
 ``prorank.models.convert_gguf`` does in 5.x. Then it loads ``MxbaiRerankV2`` and answers JSON
@@ -61,7 +61,7 @@ def convert(gguf_file: Path, out_dir: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gguf", required=True, help="GGUF file to convert if --model-dir is missing")
+    parser.add_argument("--gguf", default="", help="GGUF file to convert if --model-dir is missing")
     parser.add_argument("--model-dir", required=True, help="4.57-written model folder (cache)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -78,8 +78,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
+        if not args.gguf:
+            raise SystemExit(f"[mxbai] {model_dir} has no config.json and no --gguf was given to convert")
         print(f"[mxbai] converting {args.gguf} -> {model_dir} with transformers 4.57", file=sys.stderr)
         convert(Path(args.gguf), model_dir)
+
+    config = json.loads((model_dir / "config.json").read_text("utf-8"))
+    if "rope_parameters" in config and "rope_theta" not in config:
+        # transformers 4.x reads only rope_theta; without it the model would silently use another base
+        raise SystemExit(f"[mxbai] {model_dir}/config.json has rope_parameters but no rope_theta")
 
     import mxbai_rerank
     import transformers

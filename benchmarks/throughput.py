@@ -9,12 +9,17 @@ corpus, documents cut to ``--doc-tokens`` tokens — scored end to end (strings 
                    right padding, full-vocabulary logits, logit("1") - logit("0") at the last real token
 - ``mxbai``        ``MxbaiRerankV2`` (the routine behind its ``rank()``) on its own prompts, in a
                    worker process of a separate venv (transformers 4.57.6; ``mxbai_worker.py``)
+- ``prorank-shared``, ``prorank-compiled`` (opt-in through ``--methods``): the Reranker with
+                   ``share_prefix=True`` or ``compile=True``; warmed up by one untimed full pass
 
 Methods alternate within every repeat (the order rotates); medians of the repeats are reported.
 Run from the repository root::
 
     python benchmarks/throughput.py                 # device auto-detected (CUDA -> bf16)
     python benchmarks/throughput.py --device cpu --repeats 3 --queries 3
+    python benchmarks/throughput.py --methods prorank,prorank-shared,prorank-compiled,transformers,mxbai
+    # speed of an architecture whose weights are not here: random weights, SmolLM2's tokenizer
+    python benchmarks/throughput.py --random-init benchmarks/qwen2.5-0.5b-instruct-config.json
 
 The mxbai venv is created at ``<repo>/.venv-mxbai`` on first use (pip: torch 2.13.0, transformers 4.57.6,
 mxbai-rerank 0.1.6, gguf 0.19.0)
@@ -46,12 +51,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 MXBAI_REQUIREMENTS = ["torch==2.13.0", "transformers==4.57.6", "mxbai-rerank==0.1.6", "gguf==0.19.0"]
 METHODS = ("prorank", "transformers", "mxbai")
+# ProRank with a non-default option, opt-in through --methods: the Reranker keyword it sets
+VARIANTS = {"prorank-shared": {"share_prefix": True}, "prorank-compiled": {"compile": True}}
 MXBAI_DEFAULT_BATCH_SIZE = 32  # mxbai-rerank 0.1.6: rank(..., batch_size=32)
 
 
 @dataclass
 class ThroughputConfig:
     model: str = "smollm2-135m-instruct"
+    random_init: str = ""  # architecture config: random weights of it, tokenizer of `model`
     data_dir: str = ""  # default: $PRORANK_DATA_DIR or <repo>/../shared/data
     dataset: str = "scifact"
     queries: int = 2  # first N test queries (qrels order)
@@ -156,9 +164,10 @@ def prorank_token_counts(reranker: Any, pairs) -> dict:
 class MxbaiWorker:
     """``mxbai_worker.py`` running in the mxbai venv, spoken to with JSON lines."""
 
-    def __init__(self, python: Path, gguf: Path, model_dir: Path, device: str, dtype: str,
+    def __init__(self, python: Path, gguf: Path | None, model_dir: Path, device: str, dtype: str,
                  threads: int, max_length: int) -> None:
-        cmd = [str(python), str(Path(__file__).with_name("mxbai_worker.py")), "--gguf", str(gguf),
+        cmd = [str(python), str(Path(__file__).with_name("mxbai_worker.py")),
+               *(["--gguf", str(gguf)] if gguf else []),
                "--model-dir", str(model_dir), "--device", device, "--dtype", dtype,
                "--threads", str(threads), "--max-length", str(max_length)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -258,7 +267,10 @@ def print_table(result: dict) -> None:
     from rich.table import Table
 
     m = result["machine"]
-    title = f"{result['config']['model']} · {result['pairs']} pairs · {result['device']} {result['dtype']} · {m.get('gpu') or m['cpu']} · {m['torch_threads']} threads"
+    model = result["config"]["model"]
+    if result["config"].get("random_init"):
+        model = f"random {Path(result['config']['random_init']).stem} (tokenizer: {Path(model).name})"
+    title = f"{model} · {result['pairs']} pairs · {result['device']} {result['dtype']} · {m.get('gpu') or m['cpu']} · {m['torch_threads']} threads"
     table = Table(title=title)
     for col in ("method", "batch", "pairs/s", "prompt tok/s", "s/pass (median)", "min–max s", "pairs/CPU-s", "mean prompt tok",
                 "fwd tok/prompt tok", "vs mxbai", "vs transformers", "vs mxbai (CPU-s)"):
@@ -289,17 +301,27 @@ def main(cfg: ThroughputConfig) -> dict:
     from prorank.atomic import atomic_write_json
     from prorank.models import REGISTRY, gguf_path
 
-    unknown = set(cfg.methods) - set(METHODS)
+    unknown = set(cfg.methods) - set(METHODS) - set(VARIANTS)
     if unknown or not cfg.methods:
-        raise ValueError(f"methods: choose from {METHODS}, got {cfg.methods}")
+        raise ValueError(f"methods: choose from {METHODS + tuple(VARIANTS)}, got {cfg.methods}")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else "cpu" if cfg.device == "auto" else cfg.device)
     loadavg_start = list(os.getloadavg())
-    reranker = Reranker.from_pretrained(cfg.model, device=device, max_length=cfg.max_length,
-                                        batch_size=cfg.batch_size or None)
-    batch_sizes = {"prorank": reranker.batch_size, "transformers": reranker.batch_size,
+    model_path = cfg.model
+    if cfg.random_init:
+        from prorank.models import resolve_model
+        from random_model import random_model_dir
+
+        model_path = str(random_model_dir(cfg.random_init, resolve_model(cfg.model)))
+        print(f"[bench] random weights of {cfg.random_init}: {model_path}", file=sys.stderr)
+    rerankers = {name: Reranker.from_pretrained(model_path, device=device, max_length=cfg.max_length,
+                                                batch_size=cfg.batch_size or None, **options)
+                 for name, options in {"prorank": {}, **VARIANTS}.items()
+                 if name == "prorank" or name in cfg.methods}
+    reranker = rerankers["prorank"]
+    batch_sizes = {**{name: r.batch_size for name, r in rerankers.items()}, "transformers": reranker.batch_size,
                    "mxbai": cfg.mxbai_batch_size or MXBAI_DEFAULT_BATCH_SIZE}
     dtype = next(reranker.model.parameters()).dtype
     tokenizer, builder = reranker.tokenizer, reranker.builder
@@ -309,14 +331,19 @@ def main(cfg: ThroughputConfig) -> dict:
 
     worker = None
     if "mxbai" in cfg.methods:
-        if cfg.model not in REGISTRY:
-            raise ValueError("model: the mxbai side converts the GGUF of a registered alias; "
-                             f"{cfg.model!r} is not one ({sorted(REGISTRY)}); use --no-mxbai")
-        python = ensure_mxbai_python(cfg)
-        from prorank.models import prorank_home
+        if cfg.random_init:  # the same folder (written for transformers 4.x too)
+            gguf, mx_dir = None, Path(model_path)
+        elif cfg.model in REGISTRY:  # its GGUF, converted by transformers 4.57 itself
+            from prorank.models import prorank_home
 
-        mx_dir = prorank_home() / "bench" / f"{cfg.model}-transformers-4.57.6"
-        worker = MxbaiWorker(python, gguf_path(cfg.model), mx_dir, str(device),
+            gguf = gguf_path(cfg.model)
+            mx_dir = prorank_home() / "bench" / f"{cfg.model}-transformers-4.57.6"
+        else:
+            raise ValueError("model: the mxbai side needs a registered alias (its GGUF is converted "
+                             f"with transformers 4.57) or --random-init; {cfg.model!r} is neither "
+                             f"({sorted(REGISTRY)}); use --no-mxbai")
+        python = ensure_mxbai_python(cfg)
+        worker = MxbaiWorker(python, gguf, mx_dir, str(device),
                              "bfloat16" if dtype == torch.bfloat16 else "float32",
                              torch.get_num_threads(), cfg.max_length)
         worker.call(op="set_pairs", queries=[q for q, _ in pairs], documents=[d for _, d in pairs])
@@ -328,16 +355,18 @@ def main(cfg: ThroughputConfig) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start, cpu = time.perf_counter(), time.process_time()
-        if name == "prorank":
-            out = {"scores": reranker.score_pairs(subset)}
+        if name in rerankers:
+            out = {"scores": rerankers[name].score_pairs(subset)}
         else:
             out = plain_transformers_scores(reranker.model, tokenizer, builder, subset, batch_sizes["transformers"])
         out["seconds"], out["cpu_seconds"] = time.perf_counter() - start, time.process_time() - cpu
         return out
 
     try:
-        for name in cfg.methods:  # warm-up (kernels, allocator), untimed
+        for name in cfg.methods:  # warm-up (kernels, allocator, compilation), untimed
             run(name, limit=min(2, len(pairs)))
+            if name in VARIANTS:  # every shape class a pass will meet
+                run(name)
         runs: dict[str, list[dict]] = {name: [] for name in cfg.methods}
         for rep in range(cfg.repeats):
             order = cfg.methods[rep % len(cfg.methods):] + cfg.methods[: rep % len(cfg.methods)]
@@ -352,7 +381,7 @@ def main(cfg: ThroughputConfig) -> dict:
         if worker:
             worker.close()
 
-    counts = {"prorank": prorank_token_counts(reranker, pairs)}
+    counts = {name: prorank_token_counts(r, pairs) for name, r in rerankers.items()}
     for name in ("transformers", "mxbai"):
         if name in runs:
             counts[name] = {k: runs[name][0][k] for k in ("real_tokens", "padded_tokens")}
@@ -379,9 +408,10 @@ def main(cfg: ThroughputConfig) -> dict:
     agreement: dict[str, dict] = {}
     scores = {name: outs[-1]["scores"] for name, outs in runs.items()}
     tol = cfg.tolerance if dtype == torch.float32 else max(cfg.tolerance, 0.1)
-    if "prorank" in scores and "transformers" in scores:
-        diff = max(abs(a - b) for a, b in zip(scores["prorank"], scores["transformers"]))
-        agreement["prorank vs transformers (same prompts)"] = {"max_abs_diff": diff, "tolerance": tol, "ok": diff <= tol}
+    for name in rerankers:
+        if name in scores and "transformers" in scores:
+            diff = max(abs(a - b) for a, b in zip(scores[name], scores["transformers"]))
+            agreement[f"{name} vs transformers (same prompts)"] = {"max_abs_diff": diff, "tolerance": tol, "ok": diff <= tol}
     if mx_ids is not None:
         ours_on_mx = reranker.score_token_ids(mx_ids)
         same = _correlation(ours_on_mx, scores["mxbai"])
@@ -421,6 +451,9 @@ def parse_args(argv: list[str] | None = None) -> ThroughputConfig:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--model", default=d.model, help="alias (its GGUF also feeds the mxbai side), folder or hub id")
+    p.add_argument("--random-init", default=d.random_init, metavar="CONFIG_JSON",
+                   help="benchmark random weights of this architecture (e.g. benchmarks/qwen2.5-0.5b-instruct-config.json) "
+                        "with --model's tokenizer; speed only, for where real weights cannot go")
     p.add_argument("--data-dir", default=d.data_dir, help="folder holding <dataset>/ in BEIR format")
     p.add_argument("--dataset", default=d.dataset)
     p.add_argument("--queries", type=int, default=d.queries, help="number of test queries")
@@ -434,7 +467,8 @@ def parse_args(argv: list[str] | None = None) -> ThroughputConfig:
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--device", default=d.device, help="auto (CUDA if available, bf16 there), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads in both processes (0: default)")
-    p.add_argument("--methods", default=",".join(d.methods), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--methods", default=",".join(d.methods),
+                   help=f"comma-separated subset of {','.join(METHODS + tuple(VARIANTS))} (the last two: opt-in options)")
     p.add_argument("--no-mxbai", action="store_true", help="skip mxbai-rerank (no second venv)")
     p.add_argument("--mxbai-python", default=d.mxbai_python,
                    help="python of a venv with mxbai-rerank==0.1.6 + transformers==4.57.6 (default: <repo>/.venv-mxbai, created if missing)")
@@ -442,7 +476,7 @@ def parse_args(argv: list[str] | None = None) -> ThroughputConfig:
     p.add_argument("--tolerance", type=float, default=d.tolerance, help="max |prorank - transformers| in float32")
     a = p.parse_args(argv)
     methods = [m for m in a.methods.split(",") if m and not (a.no_mxbai and m == "mxbai")]
-    return ThroughputConfig(a.model, a.data_dir, a.dataset, a.queries, a.docs_per_query, a.doc_tokens, a.batch_size,
+    return ThroughputConfig(a.model, a.random_init, a.data_dir, a.dataset, a.queries, a.docs_per_query, a.doc_tokens, a.batch_size,
                             a.mxbai_batch_size,
                             a.max_length, a.repeats, a.device, a.threads, methods, a.mxbai_python, a.output, a.tolerance)
 

@@ -47,6 +47,16 @@ def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
     return shared if shared >= MIN_SHARED_PREFIX else 0
 
 
+def compile_decoder_layers(model: torch.nn.Module) -> None:
+    """``torch.compile`` (dynamic shapes) each block of the decoder in place, or the whole decoder
+    when it keeps its blocks elsewhere than ``layers``. Blocks share their code, so one compiled
+    graph serves them all; weights and ``state_dict`` are untouched."""
+    decoder = model.get_decoder()
+    layers = getattr(decoder, "layers", None)
+    for module in layers if isinstance(layers, torch.nn.ModuleList) else [decoder]:
+        module.compile(dynamic=True)
+
+
 @dataclass(frozen=True)
 class RankResult:
     index: int  # position of the document in the input list
@@ -76,6 +86,7 @@ class Reranker:
         normalize: bool = False,
         long_documents: bool = False,
         share_prefix: bool = False,
+        compile: bool = False,
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
         weight_files: Sequence[os.PathLike] = (),
@@ -85,7 +96,12 @@ class Reranker:
             batch_size = default_batch_size(next(model.parameters()).device)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if compile and share_prefix:
+            raise ValueError("compile and share_prefix cannot be combined: the cached path would "
+                             "recompile every layer; choose one")
         self.model = model.eval()
+        if compile:
+            compile_decoder_layers(self.model)
         self.tokenizer = prepare_tokenizer(tokenizer)
         self.builder = PromptBuilder(self.tokenizer, max_length=max_length)
         self.max_length = max_length
@@ -93,6 +109,7 @@ class Reranker:
         self.normalize = normalize
         self.long_documents = long_documents
         self.share_prefix = share_prefix
+        self.compiled = compile
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.metadata = dict(metadata or {})
         self.show_progress = show_progress
@@ -110,6 +127,7 @@ class Reranker:
         normalize: bool = False,
         long_documents: bool = False,
         share_prefix: bool = False,
+        compile: bool = False,
         trust_remote_code: bool = False,
         revision: str | None = None,
     ) -> "Reranker":
@@ -120,6 +138,9 @@ class Reranker:
         ``score_pairs``): worth it when a long instruction or query is shared by many documents;
         off by default (with a ~39-token prefix of ~370-token prompts informal CPU runs showed no
         gain: the cached path needs an explicit attention mask).
+        ``compile`` compiles each decoder layer with ``torch.compile`` (dynamic shapes): the first
+        batches take longer (tens of seconds on a CPU), later ones run fused kernels; for
+        long-running processes such as the server.
         """
         dev = torch.device(device) if device is not None else default_device()
         torch_dtype = parse_dtype(dtype) or default_dtype(dev)
@@ -134,6 +155,7 @@ class Reranker:
             normalize=normalize,
             long_documents=long_documents,
             share_prefix=share_prefix,
+            compile=compile,
             name=loaded.source,
             metadata=loaded.metadata,
             weight_files=loaded.weight_files,
@@ -277,5 +299,5 @@ class Reranker:
     def __repr__(self) -> str:
         return (
             f"Reranker(name={self.name!r}, device={self.device}, max_length={self.max_length}, "
-            f"batch_size={self.batch_size}, prompt={PROMPT_VERSION!r})"
+            f"batch_size={self.batch_size}, compiled={self.compiled}, prompt={PROMPT_VERSION!r})"
         )

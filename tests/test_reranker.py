@@ -219,6 +219,22 @@ def test_shared_prefix_scores_equal_full_prompts(tiny_model_dir):
     assert tokens_shared < tokens_plain - 8 * (len(pairs) - 3)
 
 
+def test_compiled_reranker_scores_equal_eager(tiny_model_dir):
+    """compile=True runs torch.compile'd decoder layers (graphs really built) with the same scores."""
+    from torch._dynamo.utils import counters
+
+    pairs = [(QUERY, d) for d in DOCS] + [(QUERY2, d) for d in DOCS[:3]]
+    eager = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=3)
+    compiled = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=3,
+                                        compile=True)
+    graphs = counters["stats"]["unique_graphs"]
+    assert compiled.score_pairs(pairs) == pytest.approx(eager.score_pairs(pairs), abs=1e-4)
+    assert counters["stats"]["unique_graphs"] > graphs
+    assert "compiled=True" in repr(compiled)
+    with pytest.raises(ValueError, match="share_prefix"):
+        Reranker.from_pretrained(tiny_model_dir, device="cpu", compile=True, share_prefix=True)
+
+
 def test_prefix_scoring_rejects_right_padding(tiny_reranker):
     from prorank.scoring import prefix_cache, relevance_scores_after_prefix
 
