@@ -122,7 +122,7 @@ def plain_transformers_scores(model: Any, tokenizer: Any, builder: Any, pairs, b
     import torch
 
     zero, one = builder.answer_token_ids
-    texts = [builder.encode(q, d).text for q, d in pairs]
+    texts = [e.text for e in builder.encode_many(pairs)]
     scores: list[float] = []
     real = padded = 0
     side = tokenizer.padding_side
@@ -149,8 +149,8 @@ def prorank_token_counts(reranker: Any, pairs) -> dict:
     from prorank.reranker import shared_prefix_length
 
     by_query: dict[str, list[list[int]]] = {}
-    for q, d in pairs:
-        by_query.setdefault(q, []).append(reranker.builder.encode(q, d).input_ids)
+    for (q, _), encoded in zip(pairs, reranker.builder.encode_many(pairs)):
+        by_query.setdefault(q, []).append(encoded.input_ids)
     real = sum(len(p) for prompts in by_query.values() for p in prompts)
     padded = 0
     for prompts in by_query.values():

@@ -93,6 +93,7 @@ class PromptBuilder:
         self.max_length = max_length
         self.answer_token_ids = tuple(answer_token_id(tokenizer, label) for label in LABELS)
         self._overhead: dict[bool, int] = {}
+        self._instruction_lengths: dict[str, int] = {}
 
     def render(self, query: str, document: str, instruction: str | None = None) -> str:
         """The full prompt text (no truncation), ending where the answer token goes."""
@@ -103,6 +104,19 @@ class PromptBuilder:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def _ids_many(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of many texts in one tokenizer call (fast tokenizers encode them in parallel)."""
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    def _instruction_length(self, instruction: str | None) -> int:
+        if not instruction:
+            return 0
+        if instruction not in self._instruction_lengths:
+            if len(self._instruction_lengths) > 1024:
+                self._instruction_lengths.clear()
+            self._instruction_lengths[instruction] = len(self._ids(instruction))
+        return self._instruction_lengths[instruction]
+
     def _template_overhead(self, instruction: str | None) -> int:
         key = bool(instruction)
         if key not in self._overhead:
@@ -111,7 +125,7 @@ class PromptBuilder:
 
     def _budgets(self, query_ids: list[int], instruction: str | None) -> tuple[int, int]:
         """(query tokens kept, document tokens allowed) for this query."""
-        instr = len(self._ids(instruction)) if instruction else 0
+        instr = self._instruction_length(instruction)
         budget = self.max_length - self._template_overhead(instruction) - instr
         if budget < 8:
             raise ValueError(
@@ -173,7 +187,32 @@ class PromptBuilder:
     def encode_many(
         self, pairs: Sequence[tuple[str, Document]], instruction: str | None = None
     ) -> list[EncodedPrompt]:
-        return [self.encode(q, d, instruction) for q, d in pairs]
+        """``encode`` of every pair, equal results, with one tokenizer call per kind of text
+        (each distinct query once, all documents, all rendered prompts) instead of three per
+        pair: on a GPU, per-pair tokenization would otherwise take longer than the model."""
+        pairs = list(pairs)
+        for i, (query, _) in enumerate(pairs):
+            if not isinstance(query, str):
+                raise TypeError(f"pairs[{i}]: query must be a str, got {type(query).__name__}")
+        docs = [document_text(d) for _, d in pairs]
+        queries = list(dict.fromkeys(q for q, _ in pairs))
+        query_ids = dict(zip(queries, self._ids_many(queries)))
+        decode = self.tokenizer.decode
+        texts = []
+        for (query, _), doc, d_ids in zip(pairs, docs, self._ids_many(docs)):
+            q_ids = query_ids[query]
+            q_keep, d_budget = self._budgets(q_ids, instruction)
+            d_keep = min(len(d_ids), d_budget)
+            q_text = query if q_keep == len(q_ids) else decode(q_ids[:q_keep])
+            d_text = doc if d_keep == len(d_ids) else decode(d_ids[:d_keep])
+            texts.append(self.render(q_text, d_text, instruction))
+        out = []
+        for (query, _), doc, text, ids in zip(pairs, docs, texts, self._ids_many(texts)):
+            if len(ids) <= self.max_length:  # encode's first try, which almost always fits
+                out.append(EncodedPrompt(text=text, input_ids=ids))
+            else:  # re-tokenizing at the joins added tokens: encode trims further
+                out.append(self.encode(query, doc, instruction))
+        return out
 
 
 def answer_token_id(tokenizer: Any, label: str) -> int:

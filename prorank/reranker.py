@@ -213,16 +213,17 @@ class Reranker:
             if not isinstance(pair[0], str):
                 raise TypeError(f"pairs[{i}]: query must be a str")
         owners: list[int] = []  # pair index of each prompt (several with long-document windows)
-        prompts: list[list[int]] = []
+        items: list[tuple[str, Document]] = []
         by_query: dict[str, list[int]] = {}  # prompt indices of each query
         for i, (query, doc) in enumerate(pairs):
             windows = (
                 self.builder.windows(query, doc, instruction) if self.long_documents else [doc]
             )
             for window in windows:
-                by_query.setdefault(query, []).append(len(prompts))
-                prompts.append(self.builder.encode(query, window, instruction).input_ids)
+                by_query.setdefault(query, []).append(len(items))
+                items.append((query, window))
                 owners.append(i)
+        prompts = [e.input_ids for e in self.builder.encode_many(items, instruction)]
         raw = self._score_by_query(prompts, list(by_query.values()))
         best = [-math.inf] * len(pairs)
         for owner, value in zip(owners, raw):

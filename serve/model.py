@@ -121,10 +121,8 @@ class RerankerModel:
         out: list[list[list[int]] | str] = []
         for c in chunks:
             try:
-                out.append([
-                    builder.encode(c.query, self._truncate(d, c.max_tokens_per_doc), c.instruction).input_ids
-                    for d in c.documents
-                ])
+                docs = [(c.query, self._truncate(d, c.max_tokens_per_doc)) for d in c.documents]
+                out.append([e.input_ids for e in builder.encode_many(docs, c.instruction)])
             except (ValueError, TypeError) as err:
                 out.append(str(err))
         return out

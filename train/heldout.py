@@ -92,7 +92,7 @@ def generate_answers(reranker: Any, pairs: Sequence[Any], max_new_tokens: int, b
     texts: list[str] = []
     firsts: list[str] = []
     scores: list[float] = []
-    encoded = [builder.encode(p.query, p.document).input_ids for p in pairs]
+    encoded = [e.input_ids for e in builder.encode_many([(p.query, p.document) for p in pairs])]
     for start in tqdm(range(0, len(encoded), batch_size), desc="generate", disable=not progress):
         ids, mask = collate(encoded[start : start + batch_size], pad_id, device=reranker.device)
         with torch.inference_mode():
