@@ -44,6 +44,7 @@ class ServeConfig:
     batch_size: int = 16  # pairs per forward pass (also the size of the chunks a request is cut into)
     normalize: bool = False  # true: relevance_score = sigmoid(logit("1") - logit("0")) in [0, 1]
     num_threads: int | None = None  # torch threads per replica; None: every core the replica sees
+    compile: bool = False  # torch.compile the decoder layers (slower start, faster batches; warmed up at start)
     # -- dynamic batching across concurrent requests (@serve.batch)
     max_batch_size: int = 32  # pairs per batched model call
     batch_wait_timeout_s: float = 0.05  # how long a batch waits to fill

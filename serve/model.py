@@ -76,7 +76,11 @@ class RerankerModel:
             dtype=self.cfg.dtype,
             max_length=self.cfg.max_length,
             batch_size=self.cfg.batch_size,
+            compile=self.cfg.compile,
         )
+        if self.cfg.compile:  # compile now (two lengths: the dynamic-shape graph), not in a request
+            for doc in ("warm-up", "a longer warm-up document " * 8):
+                self.reranker.score_pairs([("warm-up query", doc)] * 2)
         # one thread owns the model (forward passes run one batch at a time); tokenization of the
         # next batch overlaps on a second one
         self._model_pool = ThreadPoolExecutor(1, "prorank-model", initializer=torch.set_num_threads, initargs=(threads,))
@@ -90,6 +94,7 @@ class RerankerModel:
             "max_length": self.cfg.max_length,
             "batch_size": self.cfg.batch_size,
             "normalize": self.cfg.normalize,
+            "compiled": self.cfg.compile,
             "torch_threads": threads,
             "prompt_version": PROMPT_VERSION,
             "metadata": {k: v for k, v in self.reranker.metadata.items() if isinstance(v, (str, int, float, bool))},

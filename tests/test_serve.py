@@ -67,7 +67,7 @@ def service(tiny_model_dir, cranfield_index):
         model=str(tiny_model_dir), model_name="tiny", index=str(cranfield_index), port=port,
         max_length=MAX_LENGTH, batch_size=4, max_batch_size=16, batch_wait_timeout_s=0.5,
         num_cpus=0, max_documents=50, max_candidates=200, max_request_bytes=1_000_000,
-        request_timeout_s=120,
+        request_timeout_s=120, compile=True,  # the in-process comparisons below run eager
     )
     strict_cfg = ServeConfig(
         model=str(tiny_model_dir), model_name="tiny-strict", port=port, app_name="strict",
@@ -292,6 +292,7 @@ def test_health_models_metrics(client):
     models = client.get("/v1/models").json()["data"]
     assert models[0]["id"] == "tiny" and models[0]["max_length"] == MAX_LENGTH and models[0]["fingerprint"]
     assert models[0]["prompt_version"] == PROMPT_VERSION
+    assert models[0]["compiled"] is True
     text = client.get("/metrics").text
     for name in ("prorank_requests_total", "prorank_request_latency_seconds_bucket", "prorank_pairs_scored_total",
                  "prorank_batch_pairs_bucket", "prorank_documents_per_request_bucket"):
