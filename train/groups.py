@@ -284,8 +284,9 @@ def encode_groups(groups: Sequence[Group], builder: Any) -> GroupBatch:
     teacher = torch.zeros(len(groups), width) if with_teacher else None
     prompts: list[list[int]] = []
     for row, g in enumerate(groups):
-        for col, doc in enumerate(g.docs):
-            prompts.append(builder.encode(g.query, doc, g.instruction).input_ids)
+        encoded = builder.encode_many([(g.query, doc) for doc in g.docs], g.instruction)
+        for col, prompt in enumerate(encoded):
+            prompts.append(prompt.input_ids)
             labels[row, col] = g.labels[col]
             mask[row, col] = True
             if teacher is not None:
