@@ -136,8 +136,8 @@ class Reranker:
         ``batch_size=None`` picks the device's default (``prorank.loading.default_batch_size``).
         ``share_prefix`` runs the tokens a query's prompts share once per query (see
         ``score_pairs``): worth it when a long instruction or query is shared by many documents;
-        off by default (with a ~39-token prefix of ~370-token prompts informal CPU runs showed no
-        gain: the cached path needs an explicit attention mask).
+        off by default (with a ~39-token prefix of ~370-token prompts it gained ~9% in one noisy
+        CPU benchmark run and lost 26% on an H100: cache copies and an explicit attention mask).
         ``compile`` compiles each decoder layer with ``torch.compile`` (dynamic shapes): the first
         batches take longer (tens of seconds on a CPU), later ones run fused kernels; for
         long-running processes such as the server.
