@@ -11,8 +11,7 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -24,7 +23,7 @@ from prorank.loading import (
     parse_dtype,
     prepare_tokenizer,
 )
-from prorank.prompt import PROMPT_VERSION, Document, EncodedPrompt, PromptBuilder, document_text
+from prorank.prompt import PROMPT_VERSION, Document, PromptBuilder, document_text
 from prorank.scoring import (
     collate,
     common_prefix_length,
@@ -32,9 +31,6 @@ from prorank.scoring import (
     relevance_scores,
     relevance_scores_after_prefix,
 )
-
-# on an accelerator, prompts are tokenized this many batches ahead of the forward passes
-ENCODE_AHEAD_BATCHES = 8
 
 # a query's prompts share their first tokens (system turn, instruction, query): with
 # share_prefix, those are run once per query when at least this many tokens are shared
@@ -114,8 +110,6 @@ class Reranker:
         self.long_documents = long_documents
         self.share_prefix = share_prefix
         self.compiled = compile
-        # pairs per tokenization chunk overlapped with scoring (0: tokenize everything first)
-        self.encode_ahead = 0 if self.device.type == "cpu" else ENCODE_AHEAD_BATCHES * batch_size
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.metadata = dict(metadata or {})
         self.show_progress = show_progress
@@ -227,37 +221,17 @@ class Reranker:
             )
             items += [(query, window) for window in windows]
             owners += [i] * len(windows)
-        raw: list[float] = []
-        for encoded in self._encoded_chunks(items, instruction):
-            by_query: dict[str, list[int]] = {}  # prompt indices of each query in this chunk
-            for k, (query, _) in enumerate(items[len(raw) : len(raw) + len(encoded)]):
-                by_query.setdefault(query, []).append(k)
-            raw += self._score_by_query([e.input_ids for e in encoded], list(by_query.values()))
+        by_query: dict[str, list[int]] = {}  # prompt indices of each query
+        for k, (query, _) in enumerate(items):
+            by_query.setdefault(query, []).append(k)
+        prompts = [e.input_ids for e in self.builder.encode_many(items, instruction)]
+        raw = self._score_by_query(prompts, list(by_query.values()))
         best = [-math.inf] * len(pairs)
         for owner, value in zip(owners, raw):
             best[owner] = max(best[owner], value)
         if self.normalize:
             return [1.0 / (1.0 + math.exp(-s)) for s in best]
         return best
-
-    def _encoded_chunks(
-        self, items: list[tuple[str, Document]], instruction: str | None
-    ) -> Iterator[list[EncodedPrompt]]:
-        """Prompts of ``items``, in order: all at once on a CPU (the model leaves no core idle);
-        on an accelerator in chunks of ``encode_ahead`` pairs, the next ones tokenized on a
-        thread while the device scores the current one (tokenization would otherwise stall it)."""
-        size = self.encode_ahead or len(items)
-        bounds = [(start, start + size) for start in range(0, len(items), size)]
-        if len(bounds) == 1:
-            yield self.builder.encode_many(items, instruction)
-            return
-        pool = ThreadPoolExecutor(1, thread_name_prefix="prorank-encode")
-        try:
-            futures = [pool.submit(self.builder.encode_many, items[a:b], instruction) for a, b in bounds]
-            for future in futures:
-                yield future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
 
     def _score_by_query(self, prompts: list[list[int]], groups: list[list[int]]) -> list[float]:
         """Scores of ``prompts``; each group of two or more (one query's) shares its prefix."""

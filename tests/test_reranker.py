@@ -219,20 +219,16 @@ def test_shared_prefix_scores_equal_full_prompts(tiny_model_dir):
     assert tokens_shared < tokens_plain - 8 * (len(pairs) - 3)
 
 
-@pytest.mark.parametrize("options", [{}, {"share_prefix": True}, {"long_documents": True}])
-def test_tokenizing_ahead_in_chunks_gives_the_same_scores(tiny_model_dir, options):
-    """The accelerator path (prompts tokenized chunk by chunk on a thread while the model scores)
-    returns what tokenizing everything first returns; forced on here, on the CPU."""
-    long_docs = [f"section {i}: prices follow earnings, rates and expectations. " * 30 for i in range(3)]
-    pairs = [(QUERY, d) for d in DOCS] + [(QUERY2, d) for d in long_docs] + [("lonely", DOCS[0])]
-    pairs = pairs[::2] + pairs[1::2]
-    r = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=2, **options)
-    assert r.encode_ahead == 0  # CPU default: everything first
-    expected = r.score_pairs(pairs)
-    r.encode_ahead = 3  # chunks of 3 pairs, a query's documents split across chunks
-    assert r.score_pairs(pairs) == pytest.approx(expected, abs=1e-4)
-    with pytest.raises(TypeError, match="documents"):
-        r.score_pairs(pairs + [(QUERY, 42)])
+def test_bad_document_fails_before_any_scoring(tiny_model_dir):
+    r = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=2)
+    calls = []
+    hook = r.model.get_input_embeddings().register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(TypeError, match="documents"):
+            r.score_pairs([(QUERY, d) for d in DOCS] + [(QUERY, 42)])
+    finally:
+        hook.remove()
+    assert calls == []
 
 
 def test_compiled_reranker_scores_equal_eager(tiny_model_dir):
