@@ -141,25 +141,28 @@ class PromptBuilder:
         """Truncate query and document by tokens so the rendered prompt fits ``max_length``."""
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
-        doc = document_text(document)
-        q_ids = self._ids(query)
-        d_ids = self._ids(doc)
-        q_keep, d_budget = self._budgets(q_ids, instruction)
-        d_keep = min(len(d_ids), d_budget)
+        return self.encode_many([(query, document)], instruction)[0]
+
+    def _render_cut(self, query: str, q_ids: list[int], q_keep: int, doc: str, d_ids: list[int],
+                    d_keep: int, instruction: str | None) -> str:
+        """The prompt of the first ``q_keep`` query and ``d_keep`` document tokens."""
         decode = self.tokenizer.decode
         q_text = query if q_keep == len(q_ids) else decode(q_ids[:q_keep])
-        for _ in range(8):
-            d_text = doc if d_keep == len(d_ids) else decode(d_ids[:d_keep])
-            text = self.render(q_text, d_text, instruction)
+        d_text = doc if d_keep == len(d_ids) else decode(d_ids[:d_keep])
+        return self.render(q_text, d_text, instruction)
+
+    def _trim(self, query: str, q_ids: list[int], q_keep: int, doc: str, d_ids: list[int],
+              d_keep: int, overflow: int, instruction: str | None) -> EncodedPrompt:
+        """Cut further a prompt whose joins re-tokenized ``overflow`` tokens over the budget."""
+        for _ in range(7):  # with the first try, at most 8 renderings
+            d_keep = max(0, d_keep - overflow)  # the document gives way first
+            if d_keep == 0 and q_keep > 0:
+                q_keep = max(0, q_keep - overflow)
+            text = self._render_cut(query, q_ids, q_keep, doc, d_ids, d_keep, instruction)
             ids = self._ids(text)
             overflow = len(ids) - self.max_length
             if overflow <= 0:
                 return EncodedPrompt(text=text, input_ids=ids)
-            # re-tokenizing at the joins can add a token or two: trim the document further
-            d_keep = max(0, d_keep - overflow)
-            if d_keep == 0 and q_keep > 0:
-                q_keep = max(0, q_keep - overflow)
-                q_text = decode(q_ids[:q_keep])
         raise ValueError(f"could not fit the prompt into max_length={self.max_length}")
 
     def windows(
@@ -187,9 +190,9 @@ class PromptBuilder:
     def encode_many(
         self, pairs: Sequence[tuple[str, Document]], instruction: str | None = None
     ) -> list[EncodedPrompt]:
-        """``encode`` of every pair, equal results, with one tokenizer call per kind of text
-        (each distinct query once, all documents, all rendered prompts) instead of three per
-        pair: on a GPU, per-pair tokenization would otherwise take longer than the model."""
+        """``encode`` of every pair, with one tokenizer call per kind of text (each distinct query
+        once, all documents, all rendered prompts) instead of three per pair: on a GPU, per-pair
+        tokenization would otherwise take longer than the model."""
         pairs = list(pairs)
         for i, (query, _) in enumerate(pairs):
             if not isinstance(query, str):
@@ -197,21 +200,18 @@ class PromptBuilder:
         docs = [document_text(d) for _, d in pairs]
         queries = list(dict.fromkeys(q for q, _ in pairs))
         query_ids = dict(zip(queries, self._ids_many(queries)))
-        decode = self.tokenizer.decode
-        texts = []
+        cuts, texts = [], []
         for (query, _), doc, d_ids in zip(pairs, docs, self._ids_many(docs)):
             q_ids = query_ids[query]
             q_keep, d_budget = self._budgets(q_ids, instruction)
-            d_keep = min(len(d_ids), d_budget)
-            q_text = query if q_keep == len(q_ids) else decode(q_ids[:q_keep])
-            d_text = doc if d_keep == len(d_ids) else decode(d_ids[:d_keep])
-            texts.append(self.render(q_text, d_text, instruction))
+            cuts.append((query, q_ids, q_keep, doc, d_ids, min(len(d_ids), d_budget)))
+            texts.append(self._render_cut(*cuts[-1], instruction))
         out = []
-        for (query, _), doc, text, ids in zip(pairs, docs, texts, self._ids_many(texts)):
-            if len(ids) <= self.max_length:  # encode's first try, which almost always fits
+        for cut, text, ids in zip(cuts, texts, self._ids_many(texts)):
+            if len(ids) <= self.max_length:  # the first cut almost always fits
                 out.append(EncodedPrompt(text=text, input_ids=ids))
-            else:  # re-tokenizing at the joins added tokens: encode trims further
-                out.append(self.encode(query, doc, instruction))
+            else:  # re-tokenizing at the joins added tokens
+                out.append(self._trim(*cut, len(ids) - self.max_length, instruction))
         return out
 
 

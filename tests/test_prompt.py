@@ -106,7 +106,17 @@ def test_encode_many_equals_encode_pair_by_pair(real_tokenizer):
               "".join(rng.choice(alphabet) for _ in range(rng.randint(50, 400)))) for _ in range(560)]
     pairs += [("effects of vitamin D " * 30, {"title": "Bone", "text": "Calcium absorption. " * 90}),
               ("short query", "short document"), ("short query", "another document")]
-    assert builder.encode_many(pairs) == [builder.encode(q, d) for q, d in pairs]
+    many = builder.encode_many(pairs)
+    assert many == [builder.encode(q, d) for q, d in pairs]
+    for e in many:  # every prompt fits, and its ids are its text's
+        assert len(e.input_ids) <= 160
+        assert e.input_ids == real_tokenizer(e.text, add_special_tokens=False)["input_ids"]
+    # pair 552's first cut re-tokenizes over the budget: the trimming path ran and still fits
+    q, d = pairs[552]
+    q_ids, d_ids = builder._ids(q), builder._ids(d)
+    q_keep, d_budget = builder._budgets(q_ids, None)
+    first = builder._render_cut(q, q_ids, q_keep, d, d_ids, min(len(d_ids), d_budget), None)
+    assert len(builder._ids(first)) > 160 and many[552].text != first
     instructed = builder.encode_many(pairs[-3:], instruction="Find evidence")
     assert instructed == [builder.encode(q, d, "Find evidence") for q, d in pairs[-3:]]
     assert all(len(e.input_ids) <= 160 for e in instructed)
