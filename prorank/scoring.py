@@ -34,6 +34,13 @@ def collate(
     return ids, mask
 
 
+def _check_left_padded(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    if input_ids.shape != attention_mask.shape:
+        raise ValueError("input_ids and attention_mask must have the same shape")
+    if bool((attention_mask[:, -1] == 0).any()):
+        raise ValueError("inputs must be left-padded: the last position of every row must be real")
+
+
 def relevance_scores(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -46,10 +53,7 @@ def relevance_scores(
     back-propagates through it. Position ids follow the attention mask, so a left-padded row
     scores exactly like the same row unpadded.
     """
-    if input_ids.shape != attention_mask.shape:
-        raise ValueError("input_ids and attention_mask must have the same shape")
-    if bool((attention_mask[:, -1] == 0).any()):
-        raise ValueError("inputs must be left-padded: the last position of every row must be real")
+    _check_left_padded(input_ids, attention_mask)
     neg_id, pos_id = answer_token_ids
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     rows = [neg_id, pos_id]
@@ -152,10 +156,7 @@ def relevance_scores_after_prefix(
     """
     from transformers import DynamicCache
 
-    if input_ids.shape != attention_mask.shape:
-        raise ValueError("input_ids and attention_mask must have the same shape")
-    if bool((attention_mask[:, -1] == 0).any()):
-        raise ValueError("inputs must be left-padded: the last position of every row must be real")
+    _check_left_padded(input_ids, attention_mask)
     batch, width = input_ids.shape
     length = prefix[0][0].shape[-2]
     cache = DynamicCache(config=model.config)
