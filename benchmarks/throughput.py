@@ -143,14 +143,19 @@ def plain_transformers_scores(model: Any, tokenizer: Any, builder: Any, pairs, b
     return {"scores": scores, "real_tokens": real, "padded_tokens": padded}
 
 
-def prorank_token_counts(reranker: Any, pairs) -> dict:
+def prompts_by_query(builder: Any, pairs) -> dict[str, list[list[int]]]:
+    """ProRank's prompt ids of ``pairs``, grouped by query (as ``score_pairs`` groups them)."""
+    by_query: dict[str, list[list[int]]] = {}
+    for (q, _), encoded in zip(pairs, builder.encode_many(pairs)):
+        by_query.setdefault(q, []).append(encoded.input_ids)
+    return by_query
+
+
+def prorank_token_counts(reranker: Any, by_query: dict[str, list[list[int]]]) -> dict:
     """Prompt tokens of ``score_pairs``, and the positions it runs through the model: per query,
     the shared prefix once, then the rest of each prompt in length-sorted batches of batch_size."""
     from prorank.reranker import shared_prefix_length
 
-    by_query: dict[str, list[list[int]]] = {}
-    for (q, _), encoded in zip(pairs, reranker.builder.encode_many(pairs)):
-        by_query.setdefault(q, []).append(encoded.input_ids)
     real = sum(len(p) for prompts in by_query.values() for p in prompts)
     padded = 0
     for prompts in by_query.values():
@@ -381,7 +386,8 @@ def main(cfg: ThroughputConfig) -> dict:
         if worker:
             worker.close()
 
-    counts = {name: prorank_token_counts(r, pairs) for name, r in rerankers.items()}
+    by_query = prompts_by_query(builder, pairs)  # the same prompts for every ProRank path
+    counts = {name: prorank_token_counts(r, by_query) for name, r in rerankers.items()}
     for name in ("transformers", "mxbai"):
         if name in runs:
             counts[name] = {k: runs[name][0][k] for k in ("real_tokens", "padded_tokens")}
