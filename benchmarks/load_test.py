@@ -14,7 +14,7 @@ are awaited (their errors count) but not counted. Every non-200 answer or transp
 an error.
 
 Phase 2 (in-process, same process, after the load has stopped): the model the service reports
-at ``/v1/models`` is loaded with the same ``max_length``, ``batch_size``, dtype and device, and
+at ``/v1/models`` is loaded with the same ``max_length``, ``batch_size``, ``streams``, dtype and device, and
 scores exactly the pairs of the counted requests with one ``Reranker.score_pairs`` call
 (length-sorted batches: the best case for a batch job). Its scores are compared with the
 service's as a correctness check.
@@ -181,8 +181,9 @@ def in_process(info: dict[str, Any], pairs: list[tuple[str, dict[str, str]]], th
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
     device = str(info["device"]).split(":")[0]
     reranker = Reranker.from_pretrained(info["source"], device=device, dtype=info["dtype"],
-                                        max_length=info["max_length"], batch_size=info["batch_size"])
-    reranker.score_pairs(pairs[: info["batch_size"]])  # warm-up (allocator, kernels)
+                                        max_length=info["max_length"], batch_size=info["batch_size"],
+                                        streams=info.get("streams"))
+    reranker.score_pairs(pairs[: max(2, info["batch_size"])])  # warm-up (allocator, kernels)
     if device == "cuda":
         torch.cuda.synchronize()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -52,7 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 MXBAI_REQUIREMENTS = ["torch==2.13.0", "transformers==4.57.6", "mxbai-rerank==0.1.6", "gguf==0.19.0"]
 METHODS = ("prorank", "transformers", "mxbai")
 # ProRank with a non-default option, opt-in through --methods: the Reranker keyword it sets
-VARIANTS = {"prorank-shared": {"share_prefix": True}, "prorank-compiled": {"compile": True}}
+VARIANTS = {"prorank-1stream": {"streams": 1}, "prorank-shared": {"share_prefix": True},
+            "prorank-compiled": {"compile": True}}
 MXBAI_DEFAULT_BATCH_SIZE = 32  # mxbai-rerank 0.1.6: rank(..., batch_size=32)
 
 

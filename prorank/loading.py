@@ -49,7 +49,8 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 # pairs per forward pass when none is given. On a CPU, one prompt at a time is fastest (no
 # padding, causal attention without an explicit mask, caches stay warm; measure yours with
-# `benchmarks/throughput.py --batch-size N`); an accelerator needs large batches to fill it.
+# `benchmarks/throughput.py --batch-size N`), one pass per core in flight (`prorank.streams`);
+# an accelerator needs large batches to fill it.
 CPU_BATCH_SIZE = 1
 ACCELERATOR_BATCH_SIZE = 32
 

@@ -31,6 +31,7 @@ from prorank.scoring import (
     relevance_scores,
     relevance_scores_after_prefix,
 )
+from prorank.streams import default_streams, run_streams
 
 # a query's prompts share their first tokens (system turn, instruction, query): with
 # share_prefix, those are run once per query when at least this many tokens are shared
@@ -87,6 +88,7 @@ class Reranker:
         long_documents: bool = False,
         share_prefix: bool = False,
         compile: bool = False,
+        streams: int | None = None,
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
         weight_files: Sequence[os.PathLike] = (),
@@ -96,6 +98,8 @@ class Reranker:
             batch_size = default_batch_size(next(model.parameters()).device)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
+            raise ValueError(f"streams must be a positive integer or None, got {streams!r}")
         if compile and share_prefix:
             raise ValueError("compile and share_prefix cannot be combined: the cached path would "
                              "recompile every layer; choose one")
@@ -110,6 +114,7 @@ class Reranker:
         self.long_documents = long_documents
         self.share_prefix = share_prefix
         self.compiled = compile
+        self.streams = streams
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.metadata = dict(metadata or {})
         self.show_progress = show_progress
@@ -128,6 +133,7 @@ class Reranker:
         long_documents: bool = False,
         share_prefix: bool = False,
         compile: bool = False,
+        streams: int | None = None,
         trust_remote_code: bool = False,
         revision: str | None = None,
     ) -> "Reranker":
@@ -141,6 +147,9 @@ class Reranker:
         ``compile`` compiles each decoder layer with ``torch.compile`` (dynamic shapes): the first
         batches take longer (tens of seconds on a CPU), later ones run fused kernels; for
         long-running processes such as the server.
+        ``streams`` batches are scored concurrently, each on a thread of its own with an equal
+        share of the caller's torch threads (``prorank.streams``); ``None`` = one stream per torch
+        thread on a CPU (batches of one prompt each by default), 1 on an accelerator.
         """
         dev = torch.device(device) if device is not None else default_device()
         torch_dtype = parse_dtype(dtype) or default_dtype(dev)
@@ -156,6 +165,7 @@ class Reranker:
             long_documents=long_documents,
             share_prefix=share_prefix,
             compile=compile,
+            streams=streams,
             name=loaded.source,
             metadata=loaded.metadata,
             weight_files=loaded.weight_files,
@@ -250,29 +260,39 @@ class Reranker:
     def score_token_ids(self, prompts: Sequence[Sequence[int]], share_prefix: bool = False) -> list[float]:
         """Raw scores of already-encoded prompts, in input order.
 
-        With ``share_prefix`` and a common prefix of at least ``MIN_SHARED_PREFIX`` tokens (all
-        prompts of one query), the prefix is run once and its key/value cache reused by every
-        batch; each prompt keeps at least its last token.
+        Prompts are sorted by length into batches of ``batch_size``, scored ``streams`` batches
+        at a time. With ``share_prefix`` and a common prefix of at least ``MIN_SHARED_PREFIX``
+        tokens (all prompts of one query), the prefix is run once and its key/value cache reused
+        by every batch; each prompt keeps at least its last token.
         """
         shared = shared_prefix_length(prompts) if share_prefix else 0
         prefix = prefix_cache(self.model, prompts[0][:shared]) if shared else None
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-        scores = [0.0] * len(prompts)
-        starts = range(0, len(order), self.batch_size)
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        pad_id = self.tokenizer.pad_token_id
+        answer_ids = self.builder.answer_token_ids
+
+        @torch.inference_mode()  # per thread: the streams run on threads of their own
+        def score_batch(idx: list[int]) -> list[float]:
+            ids, mask = collate([prompts[i][shared:] for i in idx], pad_id, self.device)
+            if prefix is None:
+                return relevance_scores(self.model, ids, mask, answer_ids).tolist()
+            return relevance_scores_after_prefix(self.model, prefix, ids, mask, answer_ids).tolist()
+
+        bar = None
         if self.show_progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="scoring", unit="batch")
-        pad_id = self.tokenizer.pad_token_id
-        answer_ids = self.builder.answer_token_ids
-        for start in starts:
-            idx = order[start : start + self.batch_size]
-            ids, mask = collate([prompts[i][shared:] for i in idx], pad_id, self.device)
-            if prefix is None:
-                values = relevance_scores(self.model, ids, mask, answer_ids)
-            else:
-                values = relevance_scores_after_prefix(self.model, prefix, ids, mask, answer_ids)
-            for i, value in zip(idx, values.tolist()):
+            bar = tqdm(total=len(batches), desc="scoring", unit="batch")
+        streams = self.streams or default_streams(self.device)
+        try:
+            values = run_streams(score_batch, batches, streams, on_done=bar.update if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        scores = [0.0] * len(prompts)
+        for idx, batch_values in zip(batches, values):
+            for i, value in zip(idx, batch_values):
                 scores[i] = value
         return scores
 
@@ -301,5 +321,5 @@ class Reranker:
     def __repr__(self) -> str:
         return (
             f"Reranker(name={self.name!r}, device={self.device}, max_length={self.max_length}, "
-            f"batch_size={self.batch_size}, compiled={self.compiled}, prompt={PROMPT_VERSION!r})"
+            f"batch_size={self.batch_size}, streams={self.streams}, compiled={self.compiled}, prompt={PROMPT_VERSION!r})"
         )

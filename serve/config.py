@@ -41,7 +41,8 @@ class ServeConfig:
     device: str | None = None  # None: cuda when the replica sees a GPU, else cpu
     dtype: str | None = None  # None: bf16 on CUDA, float32 elsewhere
     max_length: int = 512  # prompt tokens; longer documents are truncated by tokens
-    batch_size: int = 16  # pairs per forward pass (also the size of the chunks a request is cut into)
+    batch_size: int | None = None  # pairs per forward pass; None: the device's default (1 on CPU, 32 on CUDA)
+    streams: int | None = None  # forward passes in flight at once, a thread each; None: one per torch thread on CPU, 1 on GPU
     normalize: bool = False  # true: relevance_score = sigmoid(logit("1") - logit("0")) in [0, 1]
     num_threads: int | None = None  # torch threads per replica; None: every core the replica sees
     compile: bool = False  # torch.compile the decoder layers (slower start, faster batches; warmed up at start)
@@ -69,13 +70,17 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         positive_ints = (
-            "port", "max_length", "batch_size", "max_batch_size", "ingress_replicas",
+            "port", "max_length", "max_batch_size", "ingress_replicas",
             "max_documents", "max_candidates", "max_request_bytes", "max_ongoing_requests",
         )
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"serve config: {name} must be a positive integer, got {value!r}")
+        for name in ("batch_size", "streams"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"serve config: {name} must be a positive integer or null, got {value!r}")
         if self.port > 65535:
             raise ConfigError(f"serve config: port must be <= 65535, got {self.port}")
         if self.max_queued_requests < -1:
@@ -102,8 +107,9 @@ class ServeConfig:
 
     @property
     def chunk_size(self) -> int:
-        """Pairs per call from the ingress to the model (a request is cut into such chunks)."""
-        return min(self.batch_size, self.max_batch_size)
+        """Pairs per call from the ingress to the model (a request is cut into such chunks):
+        ``batch_size`` when set, else a whole dynamic batch (the model splits it into batches)."""
+        return min(self.batch_size or self.max_batch_size, self.max_batch_size)
 
     def api_key(self) -> str | None:
         """The API key from ``api_key_env`` (None when auth is off); raises if the variable is unset."""

@@ -1,10 +1,11 @@
 """The model deployment: one ``Reranker`` per replica, batched across concurrent requests.
 
-The ingress cuts every request into chunks of at most ``batch_size`` pairs and calls
+The ingress cuts every request into chunks (``ServeConfig.chunk_size`` pairs) and calls
 :meth:`RerankerModel.score` once per chunk. ``@serve.batch`` gathers chunks from all concurrent
 requests (up to ``max_batch_size`` pairs, waiting at most ``batch_wait_timeout_s``); the whole
 batch is encoded, length-sorted and scored with ``Reranker.score_token_ids``, so padding stays
-small however the pairs arrived. Encoding and the forward passes run on worker threads: the
+small however the pairs arrived, and on a CPU several forward passes run at once (``streams``).
+Encoding and the forward passes run on worker threads: the
 replica's event loop keeps accepting requests and answering health checks meanwhile, and with
 two batches in flight the next batch is tokenized while the current one runs on the model.
 """
@@ -27,7 +28,7 @@ from prorank.serve.config import ServeConfig
 
 @dataclass(frozen=True)
 class ScoreChunk:
-    """Up to ``batch_size`` documents of one request (already plain text)."""
+    """Up to ``chunk_size`` documents of one request (already plain text)."""
 
     query: str
     documents: list[str]
@@ -66,6 +67,7 @@ class RerankerModel:
         import torch
 
         from prorank.reranker import Reranker
+        from prorank.streams import default_streams
 
         self.cfg = from_dict(ServeConfig, cfg, "serve config")
         threads = self.cfg.num_threads or _available_cores()
@@ -77,6 +79,7 @@ class RerankerModel:
             max_length=self.cfg.max_length,
             batch_size=self.cfg.batch_size,
             compile=self.cfg.compile,
+            streams=self.cfg.streams,
         )
         if self.cfg.compile:  # compile now (two lengths: the dynamic-shape graph), not in a request
             for doc in ("warm-up", "a longer warm-up document " * 8):
@@ -92,7 +95,8 @@ class RerankerModel:
             "device": str(self.reranker.device),
             "dtype": str(next(self.reranker.model.parameters()).dtype).replace("torch.", ""),
             "max_length": self.cfg.max_length,
-            "batch_size": self.cfg.batch_size,
+            "batch_size": self.reranker.batch_size,
+            "streams": self.cfg.streams or default_streams(self.reranker.device),
             "normalize": self.cfg.normalize,
             "compiled": self.cfg.compile,
             "torch_threads": threads,

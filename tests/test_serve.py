@@ -68,6 +68,7 @@ def service(tiny_model_dir, cranfield_index):
         max_length=MAX_LENGTH, batch_size=4, max_batch_size=16, batch_wait_timeout_s=0.5,
         num_cpus=0, max_documents=50, max_candidates=200, max_request_bytes=1_000_000,
         request_timeout_s=120, compile=True,  # the in-process comparisons below run eager
+        streams=2,  # batches of 4 scored two at a time, each on a thread of its own
     )
     strict_cfg = ServeConfig(
         model=str(tiny_model_dir), model_name="tiny-strict", port=port, app_name="strict",
@@ -293,6 +294,7 @@ def test_health_models_metrics(client):
     assert models[0]["id"] == "tiny" and models[0]["max_length"] == MAX_LENGTH and models[0]["fingerprint"]
     assert models[0]["prompt_version"] == PROMPT_VERSION
     assert models[0]["compiled"] is True
+    assert (models[0]["batch_size"], models[0]["streams"]) == (4, 2)
     text = client.get("/metrics").text
     for name in ("prorank_requests_total", "prorank_request_latency_seconds_bucket", "prorank_pairs_scored_total",
                  "prorank_batch_pairs_bucket", "prorank_documents_per_request_bucket"):
@@ -393,6 +395,11 @@ def test_config_errors_name_the_field(tmp_path):
         load_serve_config(None, ["max_batchsize=3"])
     with pytest.raises(ConfigError, match="port"):
         ServeConfig(port=0)
+    for field in ("batch_size", "streams"):
+        with pytest.raises(ConfigError, match=field):
+            ServeConfig(**{field: 0})
+    # no batch_size: a request is cut into whole dynamic batches, the model splits them
+    assert (ServeConfig().chunk_size, ServeConfig(batch_size=4).chunk_size) == (32, 4)
     with pytest.raises(ConfigError, match="NO_SUCH_VAR_FOR_PRORANK"):
         ServeConfig(api_key_env="NO_SUCH_VAR_FOR_PRORANK").api_key()
     flat = tmp_path / "flat.yaml"
