@@ -9,8 +9,9 @@ corpus, documents cut to ``--doc-tokens`` tokens — scored end to end (strings 
                    right padding, full-vocabulary logits, logit("1") - logit("0") at the last real token
 - ``mxbai``        ``MxbaiRerankV2`` (the routine behind its ``rank()``) on its own prompts, in a
                    worker process of a separate venv (transformers 4.57.6; ``mxbai_worker.py``)
-- ``prorank-shared``, ``prorank-compiled`` (opt-in through ``--methods``): the Reranker with
-                   ``share_prefix=True`` or ``compile=True``; warmed up by one untimed full pass
+- ``prorank-shared``, ``prorank-compiled``, ``prorank-1stream`` (opt-in through ``--methods``):
+                   the Reranker with ``share_prefix=True``, ``compile=True`` or ``streams=1``;
+                   warmed up by one untimed full pass
 
 Methods alternate within every repeat (the order rotates); medians of the repeats are reported.
 Run from the repository root::
@@ -475,7 +476,7 @@ def parse_args(argv: list[str] | None = None) -> ThroughputConfig:
     p.add_argument("--device", default=d.device, help="auto (CUDA if available, bf16 there), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads in both processes (0: default)")
     p.add_argument("--methods", default=",".join(d.methods),
-                   help=f"comma-separated subset of {','.join(METHODS + tuple(VARIANTS))} (the last two: opt-in options)")
+                   help=f"comma-separated subset of {','.join(METHODS + tuple(VARIANTS))} (the prorank-* variants: opt-in)")
     p.add_argument("--no-mxbai", action="store_true", help="skip mxbai-rerank (no second venv)")
     p.add_argument("--mxbai-python", default=d.mxbai_python,
                    help="python of a venv with mxbai-rerank==0.1.6 + transformers==4.57.6 (default: <repo>/.venv-mxbai, created if missing)")
