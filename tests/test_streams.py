@@ -10,15 +10,7 @@ import torch
 
 from prorank import Reranker
 from prorank.streams import default_streams, run_streams
-
-QUERY = "how do vaccines train the immune system"
-DOCS = [
-    "Vaccines expose the immune system to antigens so that it forms memory cells.",
-    "The stock market rallied on Tuesday.",
-    {"title": "Immunology", "text": "Adaptive immunity relies on B and T lymphocytes."},
-    "short",
-    "A long text about many unrelated things. " * 30,
-]
+from test_reranker import DOCS, QUERY  # the same query and documents as the Reranker tests
 
 
 def _forwards(reranker, fn):
