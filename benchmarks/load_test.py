@@ -16,7 +16,8 @@ an error.
 Phase 2 (in-process, same process, after the load has stopped): the model the service reports
 at ``/v1/models`` is loaded with the same ``max_length``, ``batch_size``, ``streams``, dtype and device, and
 scores exactly the pairs of the counted requests with one ``Reranker.score_pairs`` call
-(length-sorted batches: the best case for a batch job). Its scores are compared with the
+(length-sorted batches: the best case for a batch job; without prefix sharing, which the service's
+mixed batches do not use either). Its scores are compared with the
 service's as a correctness check.
 
 Besides wall-clock rates, both phases report pairs per CPU-second: for a local service, the CPU
@@ -182,7 +183,8 @@ def in_process(info: dict[str, Any], pairs: list[tuple[str, dict[str, str]]], th
     device = str(info["device"]).split(":")[0]
     reranker = Reranker.from_pretrained(info["source"], device=device, dtype=info["dtype"],
                                         max_length=info["max_length"], batch_size=info["batch_size"],
-                                        streams=info.get("streams"))
+                                        streams=info.get("streams"),
+                                        share_prefix=False)  # as the service: it scores mixed batches
     reranker.score_pairs(pairs[: max(2, info["batch_size"])])  # warm-up (allocator, kernels)
     if device == "cuda":
         torch.cuda.synchronize()

@@ -9,9 +9,9 @@ corpus, documents cut to ``--doc-tokens`` tokens — scored end to end (strings 
                    right padding, full-vocabulary logits, logit("1") - logit("0") at the last real token
 - ``mxbai``        ``MxbaiRerankV2`` (the routine behind its ``rank()``) on its own prompts, in a
                    worker process of a separate venv (transformers 4.57.6; ``mxbai_worker.py``)
-- ``prorank-shared``, ``prorank-compiled``, ``prorank-1stream`` (opt-in through ``--methods``):
-                   the Reranker with ``share_prefix=True``, ``compile=True`` or ``streams=1``;
-                   warmed up by one untimed full pass
+- ``prorank-shared``, ``prorank-unshared``, ``prorank-compiled``, ``prorank-1stream`` (opt-in
+                   through ``--methods``): the Reranker with ``share_prefix=True`` / ``False``,
+                   ``compile=True`` or ``streams=1``; warmed up by one untimed full pass
 
 Methods alternate within every repeat (the order rotates); medians of the repeats are reported.
 Run from the repository root::
@@ -54,7 +54,7 @@ MXBAI_REQUIREMENTS = ["torch==2.13.0", "transformers==4.57.6", "mxbai-rerank==0.
 METHODS = ("prorank", "transformers", "mxbai")
 # ProRank with a non-default option, opt-in through --methods: the Reranker keyword it sets
 VARIANTS = {"prorank-1stream": {"streams": 1}, "prorank-shared": {"share_prefix": True},
-            "prorank-compiled": {"compile": True}}
+            "prorank-unshared": {"share_prefix": False}, "prorank-compiled": {"compile": True}}
 MXBAI_DEFAULT_BATCH_SIZE = 32  # mxbai-rerank 0.1.6: rank(..., batch_size=32)
 
 

@@ -18,6 +18,7 @@ import torch
 from prorank.loading import (
     default_batch_size,
     default_device,
+    default_share_prefix,
     default_dtype,
     load_model,
     parse_dtype,
@@ -86,7 +87,7 @@ class Reranker:
         batch_size: int | None = None,
         normalize: bool = False,
         long_documents: bool = False,
-        share_prefix: bool = False,
+        share_prefix: bool | None = None,
         compile: bool = False,
         streams: int | None = None,
         name: str | None = None,
@@ -94,8 +95,9 @@ class Reranker:
         weight_files: Sequence[os.PathLike] = (),
         show_progress: bool = False,
     ) -> None:
+        device = next(model.parameters()).device
         if batch_size is None:
-            batch_size = default_batch_size(next(model.parameters()).device)
+            batch_size = default_batch_size(device)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
@@ -103,6 +105,8 @@ class Reranker:
         if compile and share_prefix:
             raise ValueError("compile and share_prefix cannot be combined: the cached path would "
                              "recompile every layer; choose one")
+        if share_prefix is None:  # the device's default, unless compiled (the two exclude each other)
+            share_prefix = default_share_prefix(device) and not compile
         self.model = model.eval()
         if compile:
             compile_decoder_layers(self.model)
@@ -131,7 +135,7 @@ class Reranker:
         batch_size: int | None = None,
         normalize: bool = False,
         long_documents: bool = False,
-        share_prefix: bool = False,
+        share_prefix: bool | None = None,
         compile: bool = False,
         streams: int | None = None,
         trust_remote_code: bool = False,
@@ -141,9 +145,10 @@ class Reranker:
 
         ``batch_size=None`` picks the device's default (``prorank.loading.default_batch_size``).
         ``share_prefix`` runs the tokens a query's prompts share once per query (see
-        ``score_pairs``): worth it when a long instruction or query is shared by many documents;
-        off by default (with a ~39-token prefix of ~370-token prompts it gained ~9% in one noisy
-        CPU benchmark run and lost 26% on an H100: cache copies and an explicit attention mask).
+        ``score_pairs``); ``None`` = the device's default (``prorank.loading.default_share_prefix``:
+        on for CPU, off for accelerators, off with ``compile``). With a ~39-token prefix of
+        ~370-token prompts it gained 4-9% on a 2-core CPU in three benchmark runs and lost 26% on
+        an H100 (cache copies and an explicit attention mask).
         ``compile`` compiles each decoder layer with ``torch.compile`` (dynamic shapes): the first
         batches take longer (tens of seconds on a CPU), later ones run fused kernels; for
         long-running processes such as the server.
@@ -321,5 +326,6 @@ class Reranker:
     def __repr__(self) -> str:
         return (
             f"Reranker(name={self.name!r}, device={self.device}, max_length={self.max_length}, "
-            f"batch_size={self.batch_size}, streams={self.streams}, compiled={self.compiled}, prompt={PROMPT_VERSION!r})"
+            f"batch_size={self.batch_size}, streams={self.streams}, share_prefix={self.share_prefix}, "
+            f"compiled={self.compiled}, prompt={PROMPT_VERSION!r})"
         )

@@ -53,15 +53,15 @@ def test_throughput_run_agrees_with_plain_loop(tiny_arch, smollm2_dir, data_dir,
 
     cfg = ThroughputConfig(model=str(smollm2_dir), random_init=str(tiny_arch), data_dir=str(data_dir),
                            queries=2, docs_per_query=3, doc_tokens=60, max_length=128, repeats=2,
-                           device="cpu", methods=["prorank", "prorank-shared", "transformers"],
+                           device="cpu", methods=["prorank", "prorank-unshared", "transformers"],
                            output=str(tmp_path / "out.json"))
     result = main(cfg)
     assert json.loads((tmp_path / "out.json").read_text())["pairs"] == result["pairs"] == 6
     methods = result["methods"]
-    assert set(methods) == {"prorank", "prorank-shared", "transformers"}
-    assert methods["prorank"]["forward_per_prompt_token"] == 1.0
-    assert methods["prorank-shared"]["forward_per_prompt_token"] < 0.95  # prefixes run once
-    for name in ("prorank", "prorank-shared"):
+    assert set(methods) == {"prorank", "prorank-unshared", "transformers"}
+    assert methods["prorank-unshared"]["forward_per_prompt_token"] == 1.0
+    assert methods["prorank"]["forward_per_prompt_token"] < 0.95  # CPU default: prefixes run once
+    for name in ("prorank", "prorank-unshared"):
         check = result["agreement"][f"{name} vs transformers (same prompts)"]
         assert check["ok"], check
         assert len(methods[name]["seconds"]) == 2 and methods[name]["speedup_vs_transformers"] > 0

@@ -210,7 +210,8 @@ def test_shared_prefix_scores_equal_full_prompts(tiny_model_dir):
     pairs = pairs[::2] + pairs[1::2]  # interleave the queries
     shared = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=2,
                                       share_prefix=True)
-    plain = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=2)
+    plain = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=2,
+                                     share_prefix=False)
     with_prefix, tokens_shared = _embedded_tokens(shared, lambda: shared.score_pairs(pairs))
     without, tokens_plain = _embedded_tokens(plain, lambda: plain.score_pairs(pairs))
     assert with_prefix == pytest.approx(without, abs=1e-4)
@@ -261,10 +262,14 @@ def test_prefix_scoring_rejects_right_padding(tiny_reranker):
         prefix_cache(tiny_reranker.model, [])
 
 
-def test_default_batch_size_follows_device(tiny_model_dir):
-    from prorank.loading import CPU_BATCH_SIZE
+def test_defaults_follow_device(tiny_model_dir):
+    from prorank.loading import CPU_BATCH_SIZE, default_share_prefix
 
-    assert Reranker.from_pretrained(tiny_model_dir, device="cpu").batch_size == CPU_BATCH_SIZE
+    r = Reranker.from_pretrained(tiny_model_dir, device="cpu")
+    assert (r.batch_size, r.share_prefix) == (CPU_BATCH_SIZE, True)
+    assert (default_share_prefix("cpu"), default_share_prefix("cuda")) == (True, False)
+    # compile excludes prefix sharing: the default gives way, an explicit request raises (above)
+    assert Reranker(r.model, r.tokenizer, compile=True).share_prefix is False
     with pytest.raises(ValueError, match="batch_size"):
         Reranker.from_pretrained(tiny_model_dir, device="cpu", batch_size=0)
 

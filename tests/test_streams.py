@@ -33,8 +33,10 @@ def two_threads():
 
 
 def test_streams_run_batches_concurrently_with_equal_scores(tiny_model_dir, two_threads):
-    streamed = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=1, streams=2)
-    serial = Reranker(streamed.model, streamed.tokenizer, max_length=128, batch_size=1, streams=1)
+    streamed = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=1, streams=2,
+                                        share_prefix=False)
+    serial = Reranker(streamed.model, streamed.tokenizer, max_length=128, batch_size=1, streams=1,
+                      share_prefix=False)
     pairs = [(QUERY, d) for d in DOCS] + [("what do stock prices depend on", d) for d in DOCS[:3]]
 
     scores, passes = _forwards(streamed, lambda: streamed.score_pairs(pairs))
@@ -56,7 +58,8 @@ def test_streams_run_batches_concurrently_with_equal_scores(tiny_model_dir, two_
 
 
 def test_a_single_batch_runs_in_the_caller_with_all_its_threads(tiny_model_dir, two_threads):
-    r = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=8, streams=2)
+    r = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=8, streams=2,
+                                 share_prefix=False)
     _, passes = _forwards(r, lambda: r.score(QUERY, DOCS))
     assert passes == [(threading.current_thread().name, 2)]
 
