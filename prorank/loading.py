@@ -62,8 +62,8 @@ def default_batch_size(device: torch.device | str) -> int:
 
 def default_share_prefix(device: torch.device | str) -> bool:
     """Whether a query's shared prompt prefix is run once by default: on a CPU, where the saved
-    positions are saved time (+4-9% pairs/s in three benchmark runs), not on an accelerator, where
-    the cache copies and explicit mask cost more than they save (-26% on an H100)."""
+    positions are saved time (+4-11% pairs/s in the medians of four benchmark runs), not on an
+    accelerator, where the cache copies and explicit mask cost more than they save (-26%, H100)."""
     return torch.device(device).type == "cpu"
 
 

@@ -147,7 +147,7 @@ class Reranker:
         ``share_prefix`` runs the tokens a query's prompts share once per query (see
         ``score_pairs``); ``None`` = the device's default (``prorank.loading.default_share_prefix``:
         on for CPU, off for accelerators, off with ``compile``). With a ~39-token prefix of
-        ~370-token prompts it gained 4-9% on a 2-core CPU in three benchmark runs and lost 26% on
+        ~370-token prompts it gained 4-11% on a 2-core CPU (medians of four runs) and lost 26% on
         an H100 (cache copies and an explicit attention mask).
         ``compile`` compiles each decoder layer with ``torch.compile`` (dynamic shapes): the first
         batches take longer (tens of seconds on a CPU), later ones run fused kernels; for
