@@ -66,6 +66,11 @@ class RankResult:
     document: str | None = None
 
 
+def _check_positive_or_none(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+
+
 def _check_documents(documents: Any) -> list[Document]:
     if isinstance(documents, (str, bytes)) or not isinstance(documents, Iterable):
         raise TypeError("documents must be a list of str or {'text': ...} mappings")
@@ -95,13 +100,11 @@ class Reranker:
         weight_files: Sequence[os.PathLike] = (),
         show_progress: bool = False,
     ) -> None:
+        _check_positive_or_none("batch_size", batch_size)
+        _check_positive_or_none("streams", streams)
         device = next(model.parameters()).device
         if batch_size is None:
             batch_size = default_batch_size(device)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
-            raise ValueError(f"streams must be a positive integer or None, got {streams!r}")
         if compile and share_prefix:
             raise ValueError("compile and share_prefix cannot be combined: the cached path would "
                              "recompile every layer; choose one")
@@ -179,6 +182,12 @@ class Reranker:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def effective_streams(self) -> int:
+        """Batches in flight at once when called from this thread: ``streams``, or the device's
+        default (``prorank.streams.default_streams``: one per torch thread of the caller on CPU)."""
+        return self.streams or default_streams(self.device)
 
     @property
     def fingerprint(self) -> str:
@@ -289,9 +298,9 @@ class Reranker:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(batches), desc="scoring", unit="batch")
-        streams = self.streams or default_streams(self.device)
         try:
-            values = run_streams(score_batch, batches, streams, on_done=bar.update if bar else None)
+            values = run_streams(score_batch, batches, self.effective_streams,
+                                 on_done=bar.update if bar else None)
         finally:
             if bar is not None:
                 bar.close()
@@ -311,8 +320,7 @@ class Reranker:
         instruction: str | None = None,
     ) -> list[RankResult]:
         """Documents sorted by score (best first); ``index`` is the position in ``documents``."""
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        _check_positive_or_none("top_k", top_k)
         docs = _check_documents(documents)
         scores = self.score(query, docs, instruction=instruction)
         order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))

@@ -5,8 +5,8 @@ are small (a few hundred rows) and scale poorly across threads, and the many sma
 kernels and the Python between them run on one core while the others wait. Running ``streams``
 batches concurrently, each with ``threads // streams`` intra-op threads, keeps every core on its
 own batch instead (what OpenVINO calls throughput mode): on a 2-core machine two one-thread
-streams scored ~1.25x the pairs per second of one two-thread stream, with the same scores
-(``benchmarks/throughput.py``). The weights are shared; PyTorch releases the GIL inside its
+streams scored 1.28x the pairs per second of one two-thread stream in one benchmark run, with the
+same scores (``benchmarks/results/throughput-cpu-streams-run1.json``). The weights are shared; PyTorch releases the GIL inside its
 kernels, and its thread-count setting is per calling thread, so the caller's own setting is
 untouched.
 """

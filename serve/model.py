@@ -67,7 +67,6 @@ class RerankerModel:
         import torch
 
         from prorank.reranker import Reranker
-        from prorank.streams import default_streams
 
         self.cfg = from_dict(ServeConfig, cfg, "serve config")
         threads = self.cfg.num_threads or _available_cores()
@@ -96,7 +95,7 @@ class RerankerModel:
             "dtype": str(next(self.reranker.model.parameters()).dtype).replace("torch.", ""),
             "max_length": self.cfg.max_length,
             "batch_size": self.reranker.batch_size,
-            "streams": self.cfg.streams or default_streams(self.reranker.device),
+            "streams": self.reranker.effective_streams,  # this thread has the model thread's torch threads
             "normalize": self.cfg.normalize,
             "compiled": self.cfg.compile,
             "torch_threads": threads,
