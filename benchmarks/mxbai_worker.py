@@ -6,7 +6,7 @@ mxbai-rerank does not run under transformers 5.x, so it lives in its own venv (t
 On start it makes sure a model folder readable by transformers 4.57 exists (a folder written by
 5.x stores its RoPE settings under ``rope_parameters``, which 4.57 ignores, silently falling back
 to the wrong ``rope_theta``): it converts the verified GGUF file once, exactly like
-``prorank.models.convert_gguf`` does in 5.x. Then it loads ``MxbaiRerankV2`` and answers JSON
+``prorank.registry.convert_gguf`` does in 5.x. Then it loads ``MxbaiRerankV2`` and answers JSON
 requests, one per line on stdin, one JSON reply per line on stdout:
 
 - ``{"op": "set_pairs", "queries": [...], "documents": [...]}``

@@ -28,7 +28,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 def random_model_dir(config_file: str | Path, tokenizer_dir: str | Path, seed: int = 0,
                      dtype: str = "bfloat16") -> Path:
     """Folder of the random model (created when missing); see the module docstring."""
-    from prorank.models import prorank_home
+    from prorank.paths import prorank_home
 
     config_file, tokenizer_dir = Path(config_file), Path(tokenizer_dir)
     if not config_file.is_file():

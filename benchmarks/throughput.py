@@ -306,7 +306,7 @@ def main(cfg: ThroughputConfig) -> dict:
     import prorank
     from prorank import Reranker
     from prorank.atomic import atomic_write_json
-    from prorank.models import REGISTRY, gguf_path
+    from prorank.registry import REGISTRY, gguf_path
 
     unknown = set(cfg.methods) - set(METHODS) - set(VARIANTS)
     if unknown or not cfg.methods:
@@ -318,7 +318,7 @@ def main(cfg: ThroughputConfig) -> dict:
     loadavg_start = list(os.getloadavg())
     model_path = cfg.model
     if cfg.random_init:
-        from prorank.models import resolve_model
+        from prorank.registry import resolve_model
         from random_model import random_model_dir
 
         model_path = str(random_model_dir(cfg.random_init, resolve_model(cfg.model)))
@@ -341,7 +341,7 @@ def main(cfg: ThroughputConfig) -> dict:
         if cfg.random_init:  # the same folder (written for transformers 4.x too)
             gguf, mx_dir = None, Path(model_path)
         elif cfg.model in REGISTRY:  # its GGUF, converted by transformers 4.57 itself
-            from prorank.models import prorank_home
+            from prorank.paths import prorank_home
 
             gguf = gguf_path(cfg.model)
             mx_dir = prorank_home() / "bench" / f"{cfg.model}-transformers-4.57.6"

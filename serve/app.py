@@ -91,7 +91,7 @@ def start(cfg: ServeConfig) -> str:
     """Start Ray (or join ``cfg.ray_address``) and deploy ``cfg``; returns the base URL."""
     import ray
 
-    from prorank.models import resolve_model
+    from prorank.registry import resolve_model
 
     cfg.api_key()  # fail before starting anything when the key's variable is unset
     check_paths(cfg)

