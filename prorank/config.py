@@ -69,6 +69,17 @@ def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if dataclasses.is_dataclass(tp):  # nested block: a mapping, or the type's string short form
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, str) and hasattr(tp, "from_string"):
+            try:
+                return tp.from_string(value)
+            except ValueError as err:
+                raise ConfigError(f"{source}: field {name!r}: {err}") from None
+        if isinstance(value, dict):
+            return from_dict(tp, value, f"{source}:{name}")
+        raise ConfigError(f"{source}: field {name!r} must be a mapping of {tp.__name__} fields, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -135,10 +146,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     kwargs = {}
     for key, value in data.items():
         tp = hints[key]
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-            kwargs[key] = from_dict(tp, value, f"{source}:{key}")
-        else:
-            kwargs[key] = _coerce(key, value, tp, source)
+        kwargs[key] = _coerce(key, value, tp, source)
     missing = [
         name
         for name, f in fields.items()
@@ -148,7 +156,12 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     ]
     if missing:
         raise ConfigError(f"{source}: missing required key(s) {missing} for {cls.__name__}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:  # a field's own check: say which file or block it came from
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def load_config(

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from prorank.fusion import Fusion, descending, resolve
 from prorank.loading import (
     default_batch_size,
     default_device,
@@ -33,6 +34,8 @@ from prorank.scoring import (
     relevance_scores_after_prefix,
 )
 from prorank.streams import default_streams, run_streams
+
+DEFAULT_MAX_LENGTH = 512  # prompt tokens when neither the caller nor the checkpoint says
 
 # a query's prompts share their first tokens (system turn, instruction, query): with
 # share_prefix, those are run once per query when at least this many tokens are shared
@@ -62,8 +65,9 @@ def compile_decoder_layers(model: torch.nn.Module) -> None:
 @dataclass(frozen=True)
 class RankResult:
     index: int  # position of the document in the input list
-    score: float
+    score: float  # what the ranking used: the model's score, or the fused one
     document: str | None = None
+    model_score: float | None = None  # the model's own score, when fused with first-stage scores
 
 
 def _check_positive_or_none(name: str, value: Any) -> None:
@@ -88,13 +92,14 @@ class Reranker:
         model: torch.nn.Module,
         tokenizer: Any,
         *,
-        max_length: int = 512,
+        max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int | None = None,
         normalize: bool = False,
         long_documents: bool = False,
         share_prefix: bool | None = None,
         compile: bool = False,
         streams: int | None = None,
+        fusion: Fusion | None = None,
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
         weight_files: Sequence[os.PathLike] = (),
@@ -124,6 +129,7 @@ class Reranker:
         self.streams = streams
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.metadata = dict(metadata or {})
+        self.fusion = fusion if fusion is not None else resolve(self.metadata)
         self.show_progress = show_progress
         self._weight_files = [os.fspath(p) for p in weight_files]
         self._fingerprint: str | None = None
@@ -134,13 +140,15 @@ class Reranker:
         name_or_path: str | os.PathLike,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
-        max_length: int = 512,
+        max_length: int | None = None,
         batch_size: int | None = None,
         normalize: bool = False,
         long_documents: bool = False,
         share_prefix: bool | None = None,
         compile: bool = False,
         streams: int | None = None,
+        fusion: str | None = None,
+        fusion_weight: float | None = None,
         trust_remote_code: bool = False,
         revision: str | None = None,
     ) -> "Reranker":
@@ -149,15 +157,18 @@ class Reranker:
         ``batch_size=None`` picks the device's default (``prorank.loading.default_batch_size``).
         ``share_prefix`` runs the tokens a query's prompts share once per query (see
         ``score_pairs``); ``None`` = the device's default (``prorank.loading.default_share_prefix``:
-        on for CPU, off for accelerators, off with ``compile``). With a ~39-token prefix of
-        ~370-token prompts it gained 4-11% on a 2-core CPU (medians of four runs) and lost 26% on
-        an H100 (cache copies and an explicit attention mask).
+        on for CPU, off for accelerators, off with ``compile``; the README's throughput section
+        has the measurements).
         ``compile`` compiles each decoder layer with ``torch.compile`` (dynamic shapes): the first
         batches take longer (tens of seconds on a CPU), later ones run fused kernels; for
         long-running processes such as the server.
         ``streams`` batches are scored concurrently, each on a thread of its own with an equal
         share of the caller's torch threads (``prorank.streams``); ``None`` = one stream per torch
         thread on a CPU (batches of one prompt each by default), 1 on an accelerator.
+        ``max_length=None`` takes the checkpoint's training length (``prorank.json``), else 512.
+        ``fusion`` (``none``, ``interpolate``, ``rrf``) and ``fusion_weight`` (the first stage's
+        share, in [0, 1]) apply when ``rank`` is given first-stage scores; ``None`` takes the
+        checkpoint's dev-tuned fusion (none for a plain model).
         """
         dev = torch.device(device) if device is not None else default_device()
         torch_dtype = parse_dtype(dtype) or default_dtype(dev)
@@ -167,13 +178,14 @@ class Reranker:
         return cls(
             loaded.model.to(dev),
             loaded.tokenizer,
-            max_length=max_length,
+            max_length=max_length or int(loaded.metadata.get("max_length") or DEFAULT_MAX_LENGTH),
             batch_size=batch_size,
             normalize=normalize,
             long_documents=long_documents,
             share_prefix=share_prefix,
             compile=compile,
             streams=streams,
+            fusion=resolve(loaded.metadata, fusion, fusion_weight),
             name=loaded.source,
             metadata=loaded.metadata,
             weight_files=loaded.weight_files,
@@ -196,7 +208,7 @@ class Reranker:
             digest = hashlib.sha256(PROMPT_VERSION.encode())
             digest.update(f"max_length={self.max_length};long={self.long_documents}".encode())
             if self._weight_files:
-                from prorank.models import sha256_file
+                from prorank.paths import sha256_file
 
                 for path in self._weight_files:
                     digest.update(sha256_file(path).encode())
@@ -318,16 +330,26 @@ class Reranker:
         top_k: int | None = None,
         return_documents: bool = False,
         instruction: str | None = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> list[RankResult]:
-        """Documents sorted by score (best first); ``index`` is the position in ``documents``."""
+        """Documents sorted by score (best first); ``index`` is the position in ``documents``.
+
+        With ``first_stage_scores`` (e.g. BM25's, one per document) and an active ``fusion``, the
+        ranking uses the fused score; ``model_score`` keeps the model's own.
+        """
         _check_positive_or_none("top_k", top_k)
         docs = _check_documents(documents)
-        scores = self.score(query, docs, instruction=instruction)
-        order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
-        if top_k is not None:
-            order = order[:top_k]
+        if first_stage_scores is not None:
+            first_stage_scores = [float(x) for x in first_stage_scores]
+            if len(first_stage_scores) != len(docs):
+                raise ValueError(f"first_stage_scores: {len(first_stage_scores)} values for {len(docs)} documents")
+        model_scores = self.score(query, docs, instruction=instruction)
+        fused = first_stage_scores is not None and self.fusion.active
+        scores = self.fusion.fuse(model_scores, first_stage_scores) if fused else model_scores
+        order = descending(scores)[:top_k] if top_k is not None else descending(scores)
         return [
-            RankResult(i, scores[i], document_text(docs[i]) if return_documents else None)
+            RankResult(i, scores[i], document_text(docs[i]) if return_documents else None,
+                       model_scores[i] if fused else None)
             for i in order
         ]
 
@@ -335,5 +357,5 @@ class Reranker:
         return (
             f"Reranker(name={self.name!r}, device={self.device}, max_length={self.max_length}, "
             f"batch_size={self.batch_size}, streams={self.streams}, share_prefix={self.share_prefix}, "
-            f"compiled={self.compiled}, prompt={PROMPT_VERSION!r})"
+            f"compiled={self.compiled}, fusion={self.fusion}, prompt={PROMPT_VERSION!r})"
         )

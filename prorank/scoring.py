@@ -79,8 +79,14 @@ def relevance_scores(
 
 
 def _answer_logits(model: torch.nn.Module, hidden: torch.Tensor, rows: list[int]) -> torch.Tensor:
-    """Float32 logits of the output-layer ``rows`` only, for last-position states ``[batch, d]``."""
+    """Float32 logits of the output-layer ``rows`` only, for last-position states ``[batch, d]``.
+
+    A plain linear head is read row by row in float32; a wrapped one (e.g. PEFT's trainable answer
+    tokens while training) is run as a module, its own logic included, and the rows taken after.
+    """
     head = model.get_output_embeddings()
+    if type(head) is not torch.nn.Linear:
+        return head(hidden)[:, rows].float()
     logits = hidden.float() @ head.weight[rows].float().T
     bias = getattr(head, "bias", None)
     if bias is not None:

@@ -4,11 +4,10 @@ On a CPU, one forward pass of a small model does not keep every core busy: its m
 are small (a few hundred rows) and scale poorly across threads, and the many small element-wise
 kernels and the Python between them run on one core while the others wait. Running ``streams``
 batches concurrently, each with ``threads // streams`` intra-op threads, keeps every core on its
-own batch instead (what OpenVINO calls throughput mode): on a 2-core machine two one-thread
-streams scored 1.28x the pairs per second of one two-thread stream in one benchmark run, with the
-same scores (``benchmarks/results/throughput-cpu-streams-run1.json``). The weights are shared; PyTorch releases the GIL inside its
-kernels, and its thread-count setting is per calling thread, so the caller's own setting is
-untouched.
+own batch instead (what OpenVINO calls throughput mode), with the same scores (the README's
+throughput section has the measurements). The weights are shared; PyTorch releases the GIL
+inside its kernels, and its thread-count setting is per calling thread, so the caller's own
+setting is untouched.
 """
 
 from __future__ import annotations

@@ -284,3 +284,30 @@ def test_common_prefix_length():
     assert common_prefix_length([[5, 6], [5, 6]]) == 2
     assert common_prefix_length([[1], [2]]) == 0
     assert common_prefix_length([]) == 0
+
+
+def test_rank_fuses_first_stage_scores_with_the_checkpoint_default(tmp_path, tiny_reranker):
+    """A checkpoint's dev-tuned fusion and max_length are its defaults; rank() fuses when given
+    first-stage scores, and keeps the model's own score next to the fused one."""
+    from prorank.fusion import Fusion, interpolate
+
+    out = save_checkpoint(tiny_reranker.model, tiny_reranker.tokenizer, tmp_path / "fused",
+                          {"stage": "score", "base_model": "tiny", "max_length": 96,
+                           "fusion": {"method": "interpolate", "weight": 0.7}})
+    r = Reranker.from_pretrained(out, device="cpu")
+    assert r.fusion == Fusion("interpolate", 0.7) and r.max_length == 96
+    bm25 = [1.0, 9.0, 4.0, 2.0, 3.0]
+    model = r.score(QUERY, DOCS)
+    ranked = r.rank(QUERY, DOCS, first_stage_scores=bm25)
+    fused = interpolate(model, bm25, 0.7)
+    assert [x.index for x in ranked] == sorted(range(len(DOCS)), key=lambda i: (-fused[i], i))
+    assert [x.score for x in ranked] == pytest.approx(sorted(fused, reverse=True))
+    assert sorted(x.model_score for x in ranked) == pytest.approx(sorted(model))
+    # without first-stage scores, or with fusion turned off, the model ranks alone
+    assert [x.score for x in r.rank(QUERY, DOCS)] == pytest.approx(sorted(model, reverse=True))
+    alone = Reranker.from_pretrained(out, device="cpu", fusion="none", max_length=128)
+    assert alone.max_length == 128 and alone.rank(QUERY, DOCS, first_stage_scores=bm25)[0].model_score is None
+    with pytest.raises(ValueError, match="first_stage_scores"):
+        r.rank(QUERY, DOCS, first_stage_scores=[1.0])
+    with pytest.raises(ValueError, match="fusion_weight"):
+        Reranker.from_pretrained(out, device="cpu", fusion_weight=2.0)
