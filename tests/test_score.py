@@ -33,9 +33,9 @@ def groups_file(tmp_path_factory) -> Path:
 
 
 def _cfg(model_dir: Path, groups: Path, out: Path, **kw) -> ScoreConfig:
-    base = dict(model=str(model_dir), output_dir=str(out), dataset=None, jsonl=str(groups),
+    base = dict(model=str(model_dir), output_dir=str(out), datasets=[], jsonl=str(groups),
                 max_length=MAX_LENGTH, max_steps=4, groups_per_batch=2, learning_rate=1e-3,
-                warmup_ratio=0.0, dev_queries=0, save_every=2, num_threads=1, seed=0)
+                warmup_ratio=0.0, save_every=2, num_threads=1, seed=0)
     base.update(kw)
     return ScoreConfig(**base)
 
@@ -135,6 +135,45 @@ def test_lora_is_merged_into_a_loadable_checkpoint(tiny_model_dir, groups_file, 
     assert len(r.score("facts about cats", ["cats", "dogs"])) == 2
 
 
+def test_lora_adapter_checkpoint_with_answer_rows_and_its_compact_export(real_tokenizer, groups_file, tmp_path) -> None:
+    """merge_lora: false keeps the adapter (+ the trained answer rows) as the checkpoint; it loads
+    over its base, scores like the training-time model, and exports to float16 nearly unchanged."""
+    from conftest import build_tiny_model
+
+    from prorank.prompt import LABELS, answer_token_id
+    from prorank.reranker import Reranker
+    from prorank.train.adapter_export import export_adapter
+
+    tiny_model_dir = tmp_path / "tied"  # tied embeddings: the answer rows are the output rows
+    build_tiny_model(real_tokenizer, tied=True).save_pretrained(tiny_model_dir)
+    real_tokenizer.save_pretrained(tiny_model_dir)
+    main(_cfg(tiny_model_dir, groups_file, tmp_path / "ad", max_steps=3, lora={"r": 4, "lora_alpha": 8},
+              merge_lora=False, train_answer_rows=True, learning_rate=1e-2))
+    folder = tmp_path / "ad" / "model"
+    assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
+    adapter = load_file(str(folder / "adapter_model.safetensors"))
+    assert any("trainable_tokens" in k for k in adapter) and any("lora_A" in k for k in adapter)
+    loaded = Reranker.from_pretrained(folder, device="cpu", max_length=MAX_LENGTH)
+    base = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=MAX_LENGTH)
+    rows = [answer_token_id(base.tokenizer, label) for label in LABELS]
+    merged_out = loaded.model.get_output_embeddings().weight
+    assert not torch.equal(merged_out[rows], base.model.get_output_embeddings().weight[rows])  # rows trained
+    docs = ["cats are discussed here in detail", "a text on jazz", "unrelated"]
+    scores = loaded.score("facts about cats", docs)
+    assert scores != pytest.approx(base.score("facts about cats", docs), abs=1e-3)
+    with pytest.raises(ValueError, match="not portable"):  # its base is a local folder here
+        export_adapter(folder, tmp_path / "bundle")
+    sums = export_adapter(folder, tmp_path / "bundle", base=str(tiny_model_dir))
+    assert set(sums) == {"adapter_config.json", "adapter_model.safetensors", "prorank.json"}
+    assert json.loads((tmp_path / "bundle" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+    small = Reranker.from_pretrained(tmp_path / "bundle", device="cpu", max_length=MAX_LENGTH)
+    assert small.score("facts about cats", docs) == pytest.approx(scores, abs=1e-2)
+    with pytest.raises(FileExistsError):
+        export_adapter(folder, tmp_path / "bundle", base=str(tiny_model_dir))
+    with pytest.raises(ValueError, match="not a LoRA adapter"):
+        export_adapter(tiny_model_dir, tmp_path / "other")
+
+
 def test_stage_one_checkpoint_is_recorded_as_parent(tiny_model_dir, groups_file, tmp_path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -152,7 +191,7 @@ def test_stage_one_checkpoint_is_recorded_as_parent(tiny_model_dir, groups_file,
 def test_config_files_load() -> None:
     for name in ("score.yaml", "score-cpu.yaml"):
         cfg = load_config(ScoreConfig, REPO / "configs" / name)
-        assert cfg.loss in ("listwise", "bce", "ranknet", "kl", "margin_mse")
+        assert cfg.loss in ("listwise", "bce", "ranknet", "kl", "margin_mse") or isinstance(cfg.loss, dict)
     cpu = load_config(ScoreConfig, REPO / "configs" / "score-cpu.yaml")
     assert cpu.max_length == 256 and cpu.model == "smollm2-135m-instruct"
     with pytest.raises(ConfigError, match="unknown"):
@@ -173,23 +212,80 @@ def test_distillation_needs_teacher_scores(tiny_model_dir, groups_file, tmp_path
 
 
 @pytest.mark.slow
-def test_beir_groups_and_dev_evaluation(tiny_model_dir, data_dir, tmp_path) -> None:
-    """Real scifact train split: BM25 negatives, held-out dev queries, nDCG@10 logged."""
-    summary = main(ScoreConfig(model=str(tiny_model_dir), output_dir=str(tmp_path / "beir"),
-                               dataset=str(data_dir / "scifact"), max_queries=6, dev_queries=3,
-                               dev_top_k=5, max_steps=2, eval_every=1, max_length=MAX_LENGTH,
-                               num_threads=1, learning_rate=1e-3))
-    assert [h["step"] for h in summary["dev_history"]] == [0, 1, 2]
-    assert all(0.0 <= h["dev_ndcg@10"] <= 1.0 for h in summary["dev_history"])
-    dev = json.loads((tmp_path / "beir" / "dev.json").read_text())
-    groups = [json.loads(line) for line in (tmp_path / "beir" / "groups.jsonl").open()]
-    assert not {g["qid"] for g in groups} & set(dev["qids"]), "dev queries must not be trained on"
+def test_several_datasets_teacher_distillation_and_dev_fusion(tiny_model_dir, data_dir, tmp_path) -> None:
+    """Real scifact + nfcorpus train splits, BM25 negatives, the real MiniLM+BM25 teacher, a dev
+    set from scifact train (held out) and nfcorpus dev; nDCG@10 and the fusion weight logged."""
     from prorank.data import load_dataset
+    from prorank.registry import pull
 
-    qrels = load_dataset(str(data_dir / "scifact"), split="train").qrels
+    pull("all-minilm-l6-v2", quiet=True)
+    cfg = load_config(ScoreConfig, None, {
+        "model": str(tiny_model_dir), "output_dir": str(tmp_path / "beir"),
+        "datasets": [{"dataset": str(data_dir / "scifact"), "max_queries": 6},
+                     {"dataset": "nfcorpus", "max_queries": 5, "max_positives_per_query": 1}], "max_groups": 10,
+        "dev": [{"dataset": str(data_dir / "scifact"), "split": "train", "max_queries": 3},
+                {"dataset": "nfcorpus", "split": "dev", "max_queries": 2}],
+        "teacher": "all-minilm-l6-v2", "loss": {"kl": 1.0, "listwise": 0.5},
+        "dev_top_k": 5, "max_steps": 2, "eval_every": 1, "max_length": MAX_LENGTH, "num_threads": 1,
+        "learning_rate": 1e-3, "fusion": "interpolate"})
+    summary = main(cfg)
+    assert [h["step"] for h in summary["dev_history"]] == [0, 1, 2]
+    for h in summary["dev_history"]:
+        assert 0.0 <= h["dev_ndcg@10"] <= 1.0 and 0.0 <= h["dev_fusion_weight"] <= 1.0
+        assert h["dev_fused_ndcg@10"] >= max(h["dev_ndcg@10"], 0.0) - 1e-9  # weight 0 is in the grid
+        assert set(h) >= {"dev_ndcg@10/scifact:train", "dev_ndcg@10/nfcorpus:dev"}
+    dev = json.loads((tmp_path / "beir" / "dev.json").read_text())
+    assert [c["name"] for c in dev["collections"]] == ["scifact", "nfcorpus"]
+    held_out = {f"scifact/{q}" for q in dev["collections"][0]["qids"]}
+    groups = [json.loads(line) for line in (tmp_path / "beir" / "groups.jsonl").open()]
+    assert len(groups) == 10 and not {g["qid"] for g in groups} & held_out, "dev queries are never trained on"
+    assert {g["qid"].split("/")[0] for g in groups} == {"scifact", "nfcorpus"}  # both collections mixed
+    qrels = {"scifact": load_dataset(str(data_dir / "scifact"), split="train").qrels,
+             "nfcorpus": load_dataset("nfcorpus", split="train").qrels}
     for g in groups:
-        assert qrels[g["qid"]][g["docids"][0]] > 0 and g["labels"][0] > 0
-        assert all(qrels[g["qid"]].get(d, 0) <= 0 for d in g["docids"][1:])
+        name, qid = g["qid"].split("/", 1)
+        assert qrels[name][qid][g["docids"][0]] > 0 and all(qrels[name][qid].get(d, 0) <= 0 for d in g["docids"][1:])
+        assert len(g["scores"]) == len(g["docids"]) and all(0.0 <= t <= 1.0 for t in g["scores"])
+    data = json.loads((tmp_path / "beir" / "data.json").read_text())
+    for source in ("scifact:train", "nfcorpus:train"):
+        teacher = data["sources"][source]["teacher"]
+        assert 0.0 <= teacher["bm25_weight"] <= 1.0
+        assert teacher["teacher_ndcg@10"] >= max(teacher["bm25_alone_ndcg@10"], teacher["dense_alone_ndcg@10"])
+    meta = json.loads((tmp_path / "beir" / "model" / "prorank.json").read_text())
+    assert meta["fusion"]["method"] == "interpolate" and 0.0 <= meta["fusion"]["weight"] <= 1.0
+    assert meta["max_length"] == MAX_LENGTH
+
+
+def test_dataset_without_the_split_is_named(tmp_path, data_dir) -> None:
+    from prorank.data import DatasetError
+    from prorank.train.sources import DataSource, load_sources
+
+    with pytest.raises(DatasetError, match="nfcorpus.*test"):
+        load_sources([DataSource("nfcorpus", split="test")], [], str(data_dir))
+    with pytest.raises(ConfigError, match="max_queries"):
+        load_config(ScoreConfig, None, {"datasets": [{"dataset": "scifact", "max_queries": 0}]})
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(ScoreConfig, None, {"datasets": [{"dataset": "scifact", "splt": "train"}]})
+    with pytest.raises(ValueError, match="teacher"):
+        ScoreConfig(loss="kl")
+    with pytest.raises(ValueError, match="loss"):
+        ScoreConfig(loss={"kl": 1.0, "hinge": 1.0})
+
+
+def test_sources_hold_dev_queries_out_and_sample_deterministically(data_dir) -> None:
+    from prorank.train.sources import DataSource, load_sources
+
+    assert DataSource.from_string("nfcorpus:dev") == DataSource("nfcorpus", split="dev")
+    assert DataSource.from_string("scifact") == DataSource("scifact", split="train")
+    train = [DataSource("scifact"), DataSource("nfcorpus", max_queries=50)]
+    dev = [DataSource("scifact", max_queries=20), DataSource("nfcorpus", split="dev", max_queries=10)]
+    a_train, a_dev = load_sources(train, dev, str(data_dir), seed=3)
+    b_train, b_dev = load_sources(train, dev, str(data_dir), seed=3)
+    assert [s.qids for s in a_train] == [s.qids for s in b_train] and [s.qids for s in a_dev] == [s.qids for s in b_dev]
+    assert len(a_dev[0].qids) == 20 and not set(a_dev[0].qids) & set(a_train[0].qids)
+    assert len(a_train[0].qids) + 20 == len([q for q in a_train[0].data.qrels if q in a_train[0].data.queries])
+    assert len(a_train[1].qids) == 50 and len(a_dev[1].qids) == 10  # another split: nothing held out
+    assert load_sources(train, dev, str(data_dir), seed=4)[1][0].qids != a_dev[0].qids
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -207,8 +303,8 @@ def test_pipeline_without_warmup_runs_score_and_is_rerunnable(tiny_model_dir, gr
 
     cfg = from_dict(PipelineConfig, {
         "output_dir": str(tmp_path / "p"), "warmup": None, "evaluation": None,
-        "score": {"model": str(tiny_model_dir), "dataset": None, "jsonl": str(groups_file),
-                  "max_length": MAX_LENGTH, "max_steps": 2, "dev_queries": 0, "num_threads": 1},
+        "score": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(groups_file),
+                  "max_length": MAX_LENGTH, "max_steps": 2, "num_threads": 1},
     })
     report = pipeline_main(cfg)
     assert report["stages"]["score"]["checkpoint"] == str(tmp_path / "p" / "score" / "model")
@@ -228,13 +324,13 @@ def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path
                              for i in range(4)))
     cfg = from_dict(PipelineConfig, {
         "output_dir": str(tmp_path / "p"), "evaluation": None,
-        "warmup": {"model": str(tiny_model_dir), "dataset": None, "jsonl": str(pairs), "max_length": MAX_LENGTH,
+        "warmup": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
                    "num_threads": 1,
                    "grpo": {"max_steps": 1, "per_device_train_batch_size": 2, "num_generations": 2,
                             "max_completion_length": 2, "use_cpu": True, "report_to": "none",
                             "save_strategy": "no", "logging_steps": 1}},
-        "score": {"dataset": None, "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 1,
-                  "dev_queries": 0, "num_threads": 1},
+        "score": {"datasets": [], "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 1,
+                  "num_threads": 1},
     })
     report = pipeline_main(cfg)
     warm = tmp_path / "p" / "warmup" / "model"

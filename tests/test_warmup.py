@@ -57,7 +57,7 @@ def pairs_file(tmp_path_factory):
 
 def _cfg(model_dir, pairs_file, out, **grpo):
     return WarmupConfig(
-        model=str(model_dir), output_dir=str(out), dataset=None, jsonl=str(pairs_file), max_length=128,
+        model=str(model_dir), output_dir=str(out), datasets=[], jsonl=str(pairs_file), max_length=128,
         num_threads=1,
         grpo={"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 4,
               "max_completion_length": 1, "learning_rate": 1e-3, "activation_checkpointing": False,

@@ -64,13 +64,17 @@ def build_groups(
     negatives: Mapping[str, Sequence[str]],
     n_negatives: int,
     seed: int = 0,
+    max_positives: int | None = None,
 ) -> list[Group]:
     """One group per judged positive: ``[positive, n_negatives sampled from negatives[qid]]``.
 
     ``negatives`` is the per-query pool from ``mine_negatives`` (may be larger than
     ``n_negatives``; each group samples its own subset, seeded by ``(seed, qid, docid)``).
-    Positives missing from the corpus and queries without negatives are skipped.
+    Positives missing from the corpus and queries without negatives are skipped; with
+    ``max_positives`` a query gives at most that many groups (best grades first).
     """
+    from prorank.train.sources import positives_of
+
     if n_negatives < 1:
         raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
     groups: list[Group] = []
@@ -78,8 +82,9 @@ def build_groups(
         if qid not in queries:
             continue
         judged = qrels[qid]
-        pos = sorted((str(d), int(g)) for d, g in judged.items() if int(g) > 0)
-        pos_ids = {d for d, _ in pos}
+        pos_ids = {str(d) for d, g in judged.items() if int(g) > 0}
+        pos = sorted(positives_of(judged, max_positives, seed, qid)) if max_positives else sorted(
+            (str(d), int(g)) for d, g in judged.items() if int(g) > 0)
         pool = [d for d in negatives.get(qid, []) if d not in pos_ids and d in corpus]
         if not pool:
             continue

@@ -11,7 +11,8 @@ Conventions shared by all losses:
   after it; ``labels`` holds graded relevance (``0`` = not relevant, ``> 0`` = relevant).
 - ``teacher`` holds teacher scores (e.g. from a larger cross-encoder) for distillation.
 
-Losses (the ``loss`` key of the score config picks one by name, see :data:`LOSSES`):
+Losses (the ``loss`` key of the score config picks one by name, or mixes several with weights,
+e.g. ``{kl: 1.0, listwise: 0.5}``; see :data:`LOSSES` and :func:`compute_loss`):
 
 ``bce``
     pointwise binary cross-entropy of ``sigmoid(score)`` against ``label > 0``. The score is a
@@ -32,7 +33,7 @@ Losses (the ``loss`` key of the score config picks one by name, see :data:`LOSSE
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -141,47 +142,62 @@ def margin_mse(scores: Tensor, teacher: Tensor, mask: Tensor | None = None) -> T
     return (sq.sum(1)[has] / n[has]).mean()
 
 
-LossFn = Callable[..., Tensor]
+LossFn = Callable[[Tensor, Tensor, Tensor, "Tensor | None", float], Tensor]
 
-#: loss name -> (function, needs teacher scores)
+#: loss name -> (function of (scores, labels, mask, teacher, temperature), needs teacher scores)
 LOSSES: dict[str, tuple[LossFn, bool]] = {
-    "bce": (pointwise_bce, False),
-    "listwise": (listwise_ce, False),
-    "ranknet": (ranknet, False),
-    "kl": (distill_kl, True),
-    "margin_mse": (margin_mse, True),
+    "bce": (lambda s, labels, m, t, temp: pointwise_bce(s, labels, m), False),
+    "listwise": (lambda s, labels, m, t, temp: listwise_ce(s, m, temp), False),
+    "ranknet": (lambda s, labels, m, t, temp: ranknet(s, labels, m), False),
+    "kl": (lambda s, labels, m, t, temp: distill_kl(s, t, m, temp), True),
+    "margin_mse": (lambda s, labels, m, t, temp: margin_mse(s, t, m), True),
 }
 
 
+def loss_weights(spec: str | Mapping[str, float]) -> dict[str, float]:
+    """``"listwise"`` -> ``{"listwise": 1.0}``; a mapping ``{name: weight}`` mixes losses.
+
+    >>> loss_weights({"kl": 1.0, "listwise": 0.5})
+    {'kl': 1.0, 'listwise': 0.5}
+    """
+    weights = {spec: 1.0} if isinstance(spec, str) else {str(k): v for k, v in dict(spec).items()}
+    unknown = sorted(set(weights) - set(LOSSES))
+    if unknown or not weights:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a mapping of them to weights, got {spec!r}")
+    for name, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"loss weight of {name!r} must be a number >= 0, got {weight!r}")
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError(f"loss: at least one weight must be > 0, got {spec!r}")
+    return {k: float(v) for k, v in weights.items()}
+
+
 def compute_loss(
-    name: str,
+    spec: str | Mapping[str, float],
     scores: Tensor,
     labels: Tensor,
     mask: Tensor | None = None,
     teacher: Tensor | None = None,
     temperature: float = 1.0,
 ) -> Tensor:
-    """Dispatch to the loss called ``name`` (one of :data:`LOSSES`)."""
-    if name not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
-    if name in ("kl", "margin_mse") and teacher is None:
-        raise ValueError(f"loss {name!r} needs teacher scores in the training data (field 'scores')")
-    if name == "bce":
-        return pointwise_bce(scores, labels, mask)
-    if name == "listwise":
-        return listwise_ce(scores, mask, temperature)
-    if name == "ranknet":
-        return ranknet(scores, labels, mask)
-    if name == "kl":
-        return distill_kl(scores, teacher, mask, temperature)  # type: ignore[arg-type]
-    return margin_mse(scores, teacher, mask)  # type: ignore[arg-type]
+    """The loss ``spec`` names (one of :data:`LOSSES`), or the weighted sum of a mapping of them
+    (e.g. ``{"kl": 1.0, "listwise": 0.5}``: distillation mixed with the hard qrels labels)."""
+    weights = loss_weights(spec)
+    if teacher is None and loss_needs_teacher(weights):
+        raise ValueError(f"loss {spec!r} needs teacher scores in the training data (field 'scores')")
+    m = _check(scores, "labels", labels, mask)
+    total = None
+    for name, weight in weights.items():
+        if weight == 0:
+            continue
+        value = LOSSES[name][0](scores, labels, m, teacher, temperature) * weight
+        total = value if total is None else total + value
+    return total  # type: ignore[return-value]
 
 
-def loss_needs_teacher(name: str) -> bool:
-    """Whether loss ``name`` needs teacher scores."""
-    if name not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
-    return LOSSES[name][1]
+def loss_needs_teacher(spec: str | Mapping[str, float]) -> bool:
+    """Whether the loss (or any loss of a weighted mix) needs teacher scores."""
+    return any(LOSSES[name][1] and w > 0 for name, w in loss_weights(spec).items())
 
 
 __all__ = [
@@ -190,6 +206,7 @@ __all__ = [
     "distill_kl",
     "listwise_ce",
     "loss_needs_teacher",
+    "loss_weights",
     "margin_mse",
     "pointwise_bce",
     "ranknet",

@@ -2,24 +2,28 @@
 
 The model keeps the shared ProRank prompt; its score is ``logit("1") - logit("0")`` at the
 answer position, computed by :func:`prorank.scoring.relevance_scores` -- the very function the
-``Reranker`` uses at inference -- on prompts from ``PromptBuilder.encode``. Stage 2 fine-tunes
+``Reranker`` uses at inference -- on prompts from ``PromptBuilder.encode_many``. Stage 2 fine-tunes
 the model (fully, its top layers, or with LoRA) so that this score orders documents: each
-training group ``[positive, hard negatives...]`` (:mod:`prorank.train.groups`) gives one row of
-a ``[groups, docs]`` score tensor and a loss from :mod:`prorank.train.losses` is minimised.
+training group ``[positive, hard negatives...]`` (:mod:`prorank.train.score_data`) gives one row
+of a ``[groups, docs]`` score tensor and a loss (or weighted mix) from :mod:`prorank.train.losses`
+is minimised -- distilling the hybrid teacher (:mod:`prorank.teacher`) and/or the qrels labels.
 
-``main(cfg)`` runs on CPU (fp32), one GPU (bf16 autocast) or several under
-``accelerate launch`` (DDP through ``accelerate.Accelerator``), without code changes.
+``main(cfg)`` reads top to bottom: build data -> load model -> restore state -> train steps with
+periodic dev evaluation (the best checkpoint is kept, with the fusion weight tuned on the dev
+queries) -> summary. It runs on CPU (fp32), one GPU (bf16 autocast) or several under
+``accelerate launch`` (DDP through ``accelerate.Accelerator``).
 
 Output folder layout (``output_dir``)::
 
-    model/        best checkpoint on the dev subset (the last one without a dev set)
-                  -> Reranker.from_pretrained(output_dir/"model")
+    model/        best checkpoint on the dev set (the last one without a dev set); a LoRA adapter
+                  when ``merge_lora: false`` -> Reranker.from_pretrained(output_dir/"model")
     state/        resume state (model, optimizer, scheduler, RNG, step), replaced atomically
     groups.jsonl  the training groups (reused on resume)
-    dev.json      the dev queries and their BM25 candidates
-    log.jsonl     one record per step (loss, learning_rate, ...) and per evaluation (dev_ndcg@10)
+    dev.json      the dev queries and their BM25 candidates (prorank.train.devset.DevSet)
+    data.json     where the data came from (sources, counts, teacher weights)
+    log.jsonl     one record per step (loss, learning_rate, ...) and per evaluation
     curves.png    plot of loss and dev nDCG@10
-    summary.json  what was trained, best step and dev nDCG@10 history
+    summary.json  what was trained, best step and dev history
 """
 
 from __future__ import annotations
@@ -33,17 +37,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
+from prorank.atomic import atomic_write_json, atomic_write_text
 from prorank.config import to_dict
 from prorank.evaluation.provenance import portable_path
+from prorank.train.devset import DevResult, DevSet, build_devset
+from prorank.train.devset import evaluate as evaluate_dev
+from prorank.train.groups import encode_groups, read_jsonl_groups, scatter_scores, write_jsonl_groups
+from prorank.train.losses import compute_loss, loss_needs_teacher, loss_weights
+from prorank.train.sources import DataSource, describe, load_sources
+from prorank.train.trainlog import TrainLog, plot_curves, read_log
 
 __all__ = ["ScoreConfig", "LOG_KEYS", "main"]
 
-LOG_KEYS = ("loss", "dev_ndcg@10", "learning_rate", "grad_norm")
+LOG_KEYS = ("loss", "dev_ndcg@10", "dev_fused_ndcg@10", "learning_rate", "grad_norm")
 STATE_DIR = "state"
 TRAINER_FILE = "trainer.json"
 # config fields that must not change when a run is resumed
-RESUME_KEYS = ("model", "dataset", "split", "jsonl", "loss", "negatives", "groups_per_batch",
-               "gradient_accumulation_steps", "lora", "train_layers", "seed", "max_length")
+RESUME_KEYS = ("model", "datasets", "dev", "jsonl", "loss", "negatives", "groups_per_batch", "teacher", "train_answer_rows",
+               "teacher_scale", "gradient_accumulation_steps", "lora", "train_layers", "seed", "max_length")
+LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
+                 "task_type": "CAUSAL_LM"}
 
 
 @dataclass
@@ -52,12 +67,11 @@ class ScoreConfig:
 
     model: str = "smollm2-135m-instruct"  # base model, or a stage-1 checkpoint (runs/warmup/model)
     output_dir: str = "runs/score"
-    # --- data: a BEIR folder with a train split, or plain JSONL groups (prorank.train.groups)
-    dataset: str | None = "scifact"
-    data_dir: str | None = None
-    split: str = "train"
-    jsonl: str | None = None  # when set, training groups come from this file instead
-    max_queries: int | None = None  # seeded sample of the judged training queries
+    # --- data: BEIR collections (each with its split, mixed with seeded sampling), or JSONL groups
+    datasets: list[DataSource] = field(default_factory=lambda: [DataSource("scifact")])
+    dev: list[DataSource] = field(default_factory=list)  # dev queries, held out of matching training data
+    data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
+    jsonl: str | None = None  # when set, training groups come from this file instead of datasets
     max_groups: int | None = None  # cap after shuffling (either source)
     negatives: int = 3  # hard negatives per group (the group is 1 + negatives documents)
     negatives_pool: int = 8  # BM25 negatives mined per query; each group samples `negatives`
@@ -66,8 +80,12 @@ class ScoreConfig:
     exclude_judged: bool = False
     instruction: str | None = None
     max_length: int = 512
-    # --- loss (prorank.train.losses.LOSSES)
-    loss: Literal["listwise", "bce", "ranknet", "kl", "margin_mse"] = "listwise"
+    # --- teacher (distillation targets): dense encoder fused with BM25, see prorank.teacher
+    teacher: str | None = None  # dense model alias/folder, e.g. all-minilm-l6-v2; null = no teacher
+    teacher_bm25_weight: float | None = None  # null: tuned per collection on its training queries
+    teacher_scale: float = 10.0  # teacher logits = scale x teacher score (in [0, 1] per query)
+    # --- loss: a name of prorank.train.losses.LOSSES or a weighted mix {kl: 1.0, listwise: 0.5}
+    loss: str | dict = "listwise"
     temperature: float = 1.0
     # --- optimisation
     learning_rate: float = 2e-5
@@ -79,19 +97,21 @@ class ScoreConfig:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     train_layers: int | None = None  # train only the top N decoder layers (+ final norm); None = all
-    lora: dict | None = None  # peft.LoraConfig kwargs; None = no LoRA (merged into the output)
+    lora: dict | None = None  # peft.LoraConfig kwargs over LORA_DEFAULTS; None = no LoRA
+    merge_lora: bool = True  # false: the checkpoint is the adapter alone (small, over its base)
+    # with lora: also train the embedding rows of the answer labels "0" and "1" (PEFT trainable
+    # tokens; with tied embeddings they are the output rows the score reads)
+    train_answer_rows: bool = False
     gradient_checkpointing: bool = False
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, no on CPU
     cpu: bool = False  # force CPU even when a GPU is visible
     num_threads: int | None = None  # torch CPU threads
-    # --- periodic evaluation: nDCG@10 of reranked BM25 top-k on a dev subset
-    dev_dataset: str | None = None  # default: `dataset`
-    dev_split: str | None = None  # None: hold out `dev_queries` queries of `split` (not trained on)
-    dev_queries: int = 20  # 0 disables evaluation (the last step is kept)
+    # --- periodic evaluation: nDCG@10 of reranked BM25 top-k on the dev queries
     dev_top_k: int = 20
     eval_every: int = 50
     eval_at_start: bool = True
-    eval_batch_size: int = 16
+    eval_batch_size: int | None = None  # pairs per forward pass; None = the device default
+    fusion: Literal["interpolate", "none"] = "interpolate"  # tuned on dev, saved in the checkpoint
     # --- checkpoints and logs
     save_every: int = 50  # resume state every N steps (and at the end)
     resume: bool = True  # continue from output_dir/state when present
@@ -99,125 +119,78 @@ class ScoreConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from prorank.train.losses import LOSSES
-
-        if self.jsonl is None and not self.dataset:
-            raise ValueError("set either dataset (a BEIR folder/name) or jsonl (a groups file)")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        if self.jsonl is None and not self.datasets:
+            raise ValueError("set either datasets (BEIR collections) or jsonl (a groups file)")
+        loss_weights(self.loss)  # raises naming the loss
         for name in ("max_steps", "groups_per_batch", "gradient_accumulation_steps", "negatives",
-                     "dev_top_k", "eval_every", "eval_batch_size", "log_every"):
+                     "dev_top_k", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.dev_queries < 0 or self.save_every < 0:
-            raise ValueError("dev_queries and save_every must be >= 0")
+        if self.save_every < 0:
+            raise ValueError("save_every must be >= 0")
         if len(self.negatives_window) != 2:
             raise ValueError(f"negatives_window must be [start, end], got {self.negatives_window}")
         if self.train_layers is not None and self.train_layers < 1:
             raise ValueError(f"train_layers must be >= 1 or null, got {self.train_layers}")
         if self.train_layers is not None and self.lora is not None:
             raise ValueError("train_layers and lora exclude each other; set one of them")
+        if self.train_answer_rows and self.lora is None:
+            raise ValueError("train_answer_rows needs lora (full fine-tuning trains those rows already)")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.teacher_bm25_weight is not None and not 0.0 <= self.teacher_bm25_weight <= 1.0:
+            raise ValueError(f"teacher_bm25_weight must be in [0, 1] or null, got {self.teacher_bm25_weight}")
+        if loss_needs_teacher(self.loss) and self.teacher is None and self.jsonl is None:
+            raise ValueError(f"loss {self.loss!r} distils a teacher: set teacher (e.g. all-minilm-l6-v2)")
 
 
-# ------------------------------------------------------------------------------------ data
-def _build_data(cfg: ScoreConfig, out: Path, progress: bool) -> dict[str, Any]:
-    """Build training groups and the dev set; write ``groups.jsonl`` and ``dev.json``."""
-    import dataclasses
+# ------------------------------------------------------------------------------ 1. data
+def build_data(cfg: ScoreConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Training groups, dev set and their description -> ``groups.jsonl``, ``dev.json``, ``data.json``."""
     import random
 
-    from prorank.data import load_dataset
-    from prorank.train import groups as G
+    from prorank.train.score_data import training_groups
 
     info: dict[str, Any] = {}
-    train_set = None
-    dev_qids: list[str] = []
-    if cfg.dataset is not None:
-        train_set = load_dataset(cfg.dataset, split=cfg.split, data_dir=cfg.data_dir, download=False)
-        judged = [q for q in train_set.qrels if q in train_set.queries]
-        if cfg.dev_queries and cfg.dev_split is None and cfg.jsonl is None:
-            judged, dev_qids = G.split_queries(judged, cfg.dev_queries, cfg.seed)
-        info["dataset"] = {"name": train_set.name, "path": portable_path(train_set.path), "split": cfg.split}
+    train_sources, dev_sources = load_sources([] if cfg.jsonl else cfg.datasets, cfg.dev, cfg.data_dir, cfg.seed)
     if cfg.jsonl is not None:
-        groups = G.read_jsonl_groups(cfg.jsonl)
-        info["jsonl"] = str(cfg.jsonl)
+        groups = read_jsonl_groups(cfg.jsonl)
+        random.Random(f"prorank-score-groups:{cfg.seed}").shuffle(groups)
+        groups = groups[: cfg.max_groups] if cfg.max_groups is not None else groups
+        info["jsonl"] = portable_path(cfg.jsonl)
     else:
-        assert train_set is not None
-        rng = random.Random(f"prorank-score-queries:{cfg.seed}")
-        if cfg.max_queries is not None:
-            judged = sorted(rng.sample(sorted(judged), min(cfg.max_queries, len(judged))))
-        searcher = _searcher(train_set)
-        groups = G.beir_groups(
-            train_set.corpus, {q: train_set.queries[q] for q in judged}, train_set.qrels, searcher,
-            n_negatives=cfg.negatives, pool=cfg.negatives_pool, depth=cfg.negatives_depth,
-            window=cfg.negatives_window, exclude_judged=cfg.exclude_judged, seed=cfg.seed,
-            progress=progress,
-        )
-        info["train_queries"] = len(judged)
-        if cfg.instruction:
-            groups = [dataclasses.replace(g, instruction=cfg.instruction) for g in groups]
-    random.Random(f"prorank-score-groups:{cfg.seed}").shuffle(groups)
-    if cfg.max_groups is not None:
-        groups = groups[: cfg.max_groups]
+        encoder = None
+        if cfg.teacher is not None:
+            from prorank.dense import DenseEncoder
+
+            encoder = DenseEncoder.load(cfg.teacher)
+        groups, info["sources"] = training_groups(
+            train_sources, n_negatives=cfg.negatives, pool=cfg.negatives_pool, depth=cfg.negatives_depth,
+            window=cfg.negatives_window, exclude_judged=cfg.exclude_judged, seed=cfg.seed, encoder=encoder,
+            teacher_weight=cfg.teacher_bm25_weight, max_groups=cfg.max_groups, progress=progress)
+        info["datasets"] = describe(train_sources)
+    if cfg.instruction:
+        import dataclasses
+
+        groups = [dataclasses.replace(g, instruction=cfg.instruction) for g in groups]
     if not groups:
         raise ValueError("no training groups: the data holds no query with a positive and a negative")
-    G.write_jsonl_groups(groups, out / "groups.jsonl")
+    write_jsonl_groups(groups, out / "groups.jsonl")
     info["groups"] = len(groups)
     info["docs_per_group"] = max(len(g.docs) for g in groups)
     info["negatives"] = {"depth": cfg.negatives_depth, "window": list(cfg.negatives_window),
                          "pool": cfg.negatives_pool, "per_group": cfg.negatives}
-    dev = _build_dev(cfg, train_set, dev_qids)
-    from prorank.atomic import atomic_write_json
-
-    atomic_write_json(out / "dev.json", dev)
-    info["dev"] = {k: dev[k] for k in ("dataset", "split", "queries", "top_k", "bm25_ndcg@10") if k in dev}
+    dev = build_devset(dev_sources, cfg.dev_top_k)
+    dev.save(out / "dev.json")
+    info["dev"] = dev.describe()
     atomic_write_json(out / "data.json", info)
     return info
 
 
-def _searcher(dataset: Any) -> Any:
-    from prorank.retrieval import BM25Searcher, ensure_index
-
-    return BM25Searcher(ensure_index(dataset))
-
-
-def _build_dev(cfg: ScoreConfig, train_set: Any, held_out: list[str]) -> dict[str, Any]:
-    """Dev queries with their BM25 top-``dev_top_k`` candidates (empty when disabled)."""
-    from prorank.data import load_dataset
-    from prorank.train.groups import split_queries
-
-    if cfg.dev_queries == 0:
-        return {"queries": 0, "qids": []}
-    if cfg.dev_split is None and cfg.dev_dataset is None and held_out:
-        data, qids, split = train_set, held_out, cfg.split
-    else:
-        name = cfg.dev_dataset or cfg.dataset
-        if name is None:
-            return {"queries": 0, "qids": []}
-        split = cfg.dev_split or cfg.split
-        data = load_dataset(name, split=split, data_dir=cfg.data_dir, download=False)
-        judged = [q for q in data.qrels if q in data.queries]
-        qids = judged if len(judged) <= cfg.dev_queries else split_queries(judged, cfg.dev_queries, cfg.seed)[1]
-    from prorank.evaluation.metrics import evaluate, mean_metrics
-
-    searcher = _searcher(data)
-    hits = searcher.batch_search({q: data.queries[q] for q in qids}, k=cfg.dev_top_k)
-    bm25 = evaluate(data.qrels, {q: {h.docid: h.score for h in hits[q]} for q in qids}, qids)
-    return {
-        "dataset": data.name, "path": portable_path(data.path), "split": split, "queries": len(qids),
-        "top_k": cfg.dev_top_k, "bm25_ndcg@10": mean_metrics(bm25)["nDCG@10"], "qids": sorted(qids),
-        "candidates": {q: [h.docid for h in hits[q]] for q in sorted(qids)},
-        "query_text": {q: data.queries[q] for q in qids},
-        "qrels": {q: data.qrels[q] for q in qids},
-        "docs": {d: data.corpus[d] for q in qids for d in (h.docid for h in hits[q])},
-    }
-
-
-# ------------------------------------------------------------------------------- model
-def _load_model(cfg: ScoreConfig) -> tuple[Any, Any, dict[str, Any]]:
-    import torch
-
+# ----------------------------------------------------------------------------- 2. model
+def load_trainable(cfg: ScoreConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """The model with the parameters ``cfg`` trains (all, the top layers, or LoRA), its tokenizer
+    and the parent checkpoint's metadata."""
     from prorank.loading import load_model
 
     loaded = load_model(cfg.model, dtype=torch.float32)
@@ -226,11 +199,14 @@ def _load_model(cfg: ScoreConfig) -> tuple[Any, Any, dict[str, Any]]:
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
 
-        lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
-                "task_type": "CAUSAL_LM", **cfg.lora}
+        from prorank.prompt import LABELS, answer_token_id
+
+        lora = {**LORA_DEFAULTS, **cfg.lora}
+        if cfg.train_answer_rows:
+            lora["trainable_token_indices"] = [answer_token_id(tokenizer, label) for label in LABELS]
         try:
             model = get_peft_model(model, LoraConfig(**lora))
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise ValueError(f"lora: {err} (keys are peft.LoraConfig fields)") from None
     elif cfg.train_layers is not None:
         layers = model.get_decoder().layers
@@ -249,51 +225,28 @@ def _load_model(cfg: ScoreConfig) -> tuple[Any, Any, dict[str, Any]]:
     return model, tokenizer, loaded.metadata
 
 
-def _to_save(model: Any, lora: bool) -> Any:
-    """The plain causal LM to write: LoRA merged into a copy, else the model itself."""
-    if not lora:
+def checkpoint_model(model: Any, cfg: ScoreConfig, base_model: str) -> Any:
+    """What to write: the model, LoRA merged into a copy, or (``merge_lora: false``) the adapter
+    with its base named portably (the alias or hub id, never a local path)."""
+    if cfg.lora is None:
         return model
-    import copy
+    if cfg.merge_lora:
+        import copy
 
-    return copy.deepcopy(model).merge_and_unload()
-
-
-# --------------------------------------------------------------------------- evaluation
-def evaluate_dev(model: Any, tokenizer: Any, dev: dict[str, Any], cfg: ScoreConfig) -> float:
-    """Mean nDCG@10 of the dev queries' BM25 top-k reranked by ``model`` (inference code path)."""
-    from prorank.evaluation.metrics import evaluate, mean_metrics
-    from prorank.evaluation.rerank import rerank_run
-    from prorank.reranker import Reranker
-    from prorank.retrieval.bm25 import Hit
-
-    was_training = model.training
-    reranker = Reranker(model, tokenizer, max_length=cfg.max_length, batch_size=cfg.eval_batch_size)
-    candidates = {q: [Hit(d, 0.0) for d in dev["candidates"][q]] for q in dev["qids"]}
-    run, _ = rerank_run(reranker, dev["query_text"], candidates, dev["docs"], cfg.dev_top_k,
-                        instruction=cfg.instruction)
-    per_query = evaluate(dev["qrels"], {q: dict(v) for q, v in run.items()}, dev["qids"])
-    model.train(was_training)
-    return float(mean_metrics(per_query)["nDCG@10"])
+        return copy.deepcopy(model).merge_and_unload()
+    for peft_cfg in model.peft_config.values():
+        peft_cfg.base_model_name_or_path = base_model
+    return model
 
 
-# ------------------------------------------------------------------------------- state
-def _save_state(accelerator: Any, out: Path, trainer: dict[str, Any]) -> None:
-    """Replace ``out/state`` atomically (a crash leaves the previous state or ``state.old``)."""
-    from prorank.atomic import atomic_write_json
-
-    tmp, final, old = out / f"{STATE_DIR}.tmp", out / STATE_DIR, out / f"{STATE_DIR}.old"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=False)
-    if accelerator.is_main_process:
-        atomic_write_json(tmp / TRAINER_FILE, trainer)
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+# ------------------------------------------------------------------------------ 3. state
+@dataclass
+class RunState:
+    step: int = 0
+    best: float | None = None
+    best_step: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
 
 
 def _state_dir(out: Path) -> Path | None:
@@ -307,18 +260,54 @@ def _check_resumable(saved: dict[str, Any], cfg: ScoreConfig) -> None:
     now = to_dict(cfg)
     changed = [k for k in RESUME_KEYS if saved.get("config", {}).get(k) != now.get(k)]
     if changed:
-        raise ValueError(
-            f"cannot resume {cfg.output_dir}: {changed} changed since the saved state; "
-            "use another output_dir or set resume: false"
-        )
+        raise ValueError(f"cannot resume {cfg.output_dir}: {changed} changed since the saved state; "
+                         "use another output_dir or set resume: false")
+
+
+def save_state(accelerator: Any, out: Path, state: RunState, cfg: ScoreConfig) -> None:
+    """Replace ``out/state`` atomically (a crash leaves the previous state or ``state.old``)."""
+    tmp, final, old = out / f"{STATE_DIR}.tmp", out / STATE_DIR, out / f"{STATE_DIR}.old"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=False)
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / TRAINER_FILE, {"step": state.step, "best": state.best, "best_step": state.best_step,
+                                              "history": state.history, "config": to_dict(cfg), "time": time.time()})
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def restore_state(accelerator: Any, out: Path, cfg: ScoreConfig) -> RunState:
+    """The saved state (model/optimizer/scheduler restored into ``accelerator``), or a fresh one;
+    log records written after the saved step are dropped so the log matches the state."""
+    from prorank.checkpoint import read_metadata
+
+    folder = _state_dir(out) if cfg.resume else None
+    state = RunState()
+    if folder is not None:
+        saved = json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8"))
+        accelerator.load_state(str(folder))
+        state = RunState(saved["step"], saved.get("best"), saved.get("best_step"), saved.get("history", []),
+                         resumed_from=saved["step"])
+        written = (read_metadata(out / "model") or {}).get("train") or {}
+        if written.get("dev_ndcg@10") is not None and (state.best is None or written["dev_ndcg@10"] > state.best):
+            state.best, state.best_step = written["dev_ndcg@10"], written.get("step")  # saved after the state
+    if accelerator.is_main_process and (out / "log.jsonl").exists():
+        kept = [r for r in read_log(out / "log.jsonl") if r.get("step", 0) <= state.step] if state.step else []
+        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+    return state
 
 
 def _schedule(cfg: ScoreConfig, optimizer: Any, num_processes: int) -> Any:
     from transformers import get_scheduler
 
     name = {"constant": "constant_with_warmup"}.get(cfg.lr_scheduler, cfg.lr_scheduler)
-    # accelerate steps a prepared scheduler once per process per optimizer step
-    total = cfg.max_steps * num_processes
+    total = cfg.max_steps * num_processes  # accelerate steps a prepared scheduler once per process
     return get_scheduler(name, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total),
                          num_training_steps=total)
 
@@ -338,192 +327,178 @@ def _batch(groups: list, micro: int, cfg: ScoreConfig, rank: int, world: int) ->
     return out
 
 
-def _plot(out: Path, cfg: ScoreConfig) -> None:
-    from prorank.train.trainlog import plot_curves
+# ------------------------------------------------------------------------------ 4. the run
+class ScoreRun:
+    """One stage-2 run: the prepared model and optimizer, the data and the run state."""
 
-    plot_curves(out / "log.jsonl", out / "curves.png", LOG_KEYS, title=f"stage 2 ({cfg.loss})", smooth=10)
+    def __init__(self, cfg: ScoreConfig) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        from prorank.prompt import PromptBuilder
+
+        self.cfg, self.out = cfg, Path(cfg.output_dir)
+        use_cpu = cfg.cpu or not torch.cuda.is_available()
+        precision = cfg.mixed_precision
+        if precision == "auto":
+            precision = "bf16" if not use_cpu and torch.cuda.is_bf16_supported() else "no"
+        self.precision = precision
+        self.acc = Accelerator(cpu=use_cpu, mixed_precision=precision,
+                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+        self.main_proc = self.acc.is_main_process
+        folder = _state_dir(self.out) if cfg.resume else None
+        if folder is not None:
+            _check_resumable(json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8")), cfg)
+        if self.main_proc:  # data: built once by the main process, read by all, reused on resume
+            self.out.mkdir(parents=True, exist_ok=True)
+            if folder is None or not (self.out / "groups.jsonl").is_file():
+                build_data(cfg, self.out)
+        self.acc.wait_for_everyone()
+        self.groups = read_jsonl_groups(self.out / "groups.jsonl")
+        self.dev = DevSet.load(self.out / "dev.json")
+        self.data_info = json.loads((self.out / "data.json").read_text(encoding="utf-8"))
+        if loss_needs_teacher(cfg.loss) and any(g.teacher is None for g in self.groups):
+            raise ValueError(f"loss {cfg.loss!r} needs teacher scores ('scores' in every group)")
+
+        set_seed(cfg.seed)
+        model, self.tokenizer, parent = load_trainable(cfg)
+        self.builder = PromptBuilder(self.tokenizer, cfg.max_length)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        scheduler = _schedule(cfg, optimizer, self.acc.num_processes)
+        self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, scheduler)
+        self.state = restore_state(self.acc, self.out, cfg)
+        self.log = TrainLog(self.out / "log.jsonl")
+        self.micro = self.state.step * cfg.gradient_accumulation_steps
+        parent = parent or {}
+        self.metadata = {
+            "stage": "score", "base_model": parent.get("base_model", cfg.model),
+            "parent": cfg.model if parent else None, "parent_stage": parent.get("stage"),
+            "loss": cfg.loss, "max_length": cfg.max_length, "data": self.data_info, "config": to_dict(cfg),
+        }
+        self.trainable = sum(p.numel() for p in self.params)
+
+    # one optimizer step (gradient_accumulation_steps micro-batches)
+    def train_step(self) -> dict[str, Any]:
+        from prorank.scoring import collate, relevance_scores
+
+        cfg, acc = self.cfg, self.acc
+        losses, grad_norm = [], None
+        while True:
+            with acc.accumulate(self.model):
+                batch = encode_groups(_batch(self.groups, self.micro, cfg, acc.process_index, acc.num_processes),
+                                      self.builder)
+                ids, mask = collate(batch.prompts, self.tokenizer.pad_token_id, acc.device)
+                with acc.autocast():
+                    flat = relevance_scores(self.model, ids, mask, self.builder.answer_token_ids)
+                scores = scatter_scores(flat.float(), batch.mask)
+                dev_ = scores.device
+                teacher = batch.teacher.to(dev_) * cfg.teacher_scale if batch.teacher is not None else None
+                loss = compute_loss(cfg.loss, scores, batch.labels.to(dev_), batch.mask.to(dev_), teacher,
+                                    cfg.temperature)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.max_grad_norm > 0:
+                    grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
+            self.micro += 1
+            losses.append(float(acc.gather(loss.detach()).mean()))
+            if acc.sync_gradients:
+                break
+        self.state.step += 1
+        return {"loss": sum(losses) / len(losses), "learning_rate": self.scheduler.get_last_lr()[0],
+                "grad_norm": None if grad_norm is None else float(grad_norm),
+                "groups_seen": self.micro * cfg.groups_per_batch * acc.num_processes}
+
+    def save_model(self, result: DevResult | None) -> None:
+        from prorank.checkpoint import save_checkpoint
+
+        train = {"step": self.state.step, "dev_ndcg@10": None if result is None else result.ndcg,
+                 "trainable_params": self.trainable}
+        meta = {**self.metadata, "train": train}
+        if result is not None and self.cfg.fusion != "none":
+            meta["fusion"] = {"method": self.cfg.fusion, "weight": result.fusion_weight,
+                              "tuned_on": f"dev: {self.dev.queries} queries, BM25 top-{self.dev.top_k}",
+                              "dev_fused_ndcg@10": result.fused_ndcg}
+        plain = checkpoint_model(self.acc.unwrap_model(self.model), self.cfg, self.metadata["base_model"])
+        save_checkpoint(plain, self.tokenizer, self.out / "model", meta)
+
+    def evaluate_and_save(self) -> DevResult | None:
+        """Dev nDCG@10 (model alone and fused); a new best is written to ``model/``."""
+        from prorank.reranker import Reranker
+
+        result = None
+        if self.main_proc and self.dev.queries:
+            model = self.acc.unwrap_model(self.model)
+            was_training = model.training
+            reranker = Reranker(model, self.tokenizer, max_length=self.cfg.max_length,
+                                batch_size=self.cfg.eval_batch_size)
+            with self.acc.autocast():
+                result = evaluate_dev(reranker, self.dev, self.cfg.instruction)
+            model.train(was_training)
+            self.log.log(self.state.step, **result.log_record())
+            self.state.history.append({"step": self.state.step, **result.log_record()})
+            if self.state.best is None or result.ndcg > self.state.best:
+                self.state.best, self.state.best_step = result.ndcg, self.state.step
+                self.save_model(result)
+            self.plot()
+        self.acc.wait_for_everyone()
+        return result
+
+    def plot(self) -> None:
+        plot_curves(self.out / "log.jsonl", self.out / "curves.png", LOG_KEYS, title=f"stage 2 ({self.cfg.loss})",
+                    smooth=10)
 
 
-# -------------------------------------------------------------------------------- main
 def main(cfg: ScoreConfig, *, stop_at: int | None = None) -> dict[str, Any]:
     """Train (or resume), keep the best dev checkpoint in ``output_dir/model``; return a summary.
 
     ``stop_at`` ends this call after that optimizer step as an interruption would (the resume
     state is saved there, nothing else is finalised); calling ``main`` again continues the run.
     """
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from prorank.atomic import atomic_write_json
-    from prorank.checkpoint import save_checkpoint
-    from prorank.scoring import collate, relevance_scores
-    from prorank.train.groups import encode_groups, read_jsonl_groups, scatter_scores
-    from prorank.train.losses import compute_loss, loss_needs_teacher
-    from prorank.train.trainlog import TrainLog, read_log
+    from tqdm.auto import tqdm
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     started = time.time()
-    out = Path(cfg.output_dir)
-    use_cpu = cfg.cpu or not torch.cuda.is_available()
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if not use_cpu and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(cpu=use_cpu, mixed_precision=precision,
-                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
-    main_proc = accelerator.is_main_process
-    state_dir = _state_dir(out) if cfg.resume else None
-    saved: dict[str, Any] = {}
-    if state_dir is not None:
-        saved = json.loads((state_dir / TRAINER_FILE).read_text(encoding="utf-8"))
-        _check_resumable(saved, cfg)
-
-    # data: built once by the main process, read by all (and reused on resume)
-    if main_proc:
-        out.mkdir(parents=True, exist_ok=True)
-        if state_dir is None or not (out / "groups.jsonl").is_file():
-            _build_data(cfg, out, progress=True)
-    accelerator.wait_for_everyone()
-    groups = read_jsonl_groups(out / "groups.jsonl")
-    dev = json.loads((out / "dev.json").read_text(encoding="utf-8"))
-    data_info = json.loads((out / "data.json").read_text(encoding="utf-8"))
-    if loss_needs_teacher(cfg.loss) and any(g.teacher is None for g in groups):
-        raise ValueError(f"loss {cfg.loss!r} needs teacher scores ('scores' in every jsonl group)")
-
-    set_seed(cfg.seed)
-    model, tokenizer, parent_meta = _load_model(cfg)
-    from prorank.prompt import PromptBuilder
-
-    builder = PromptBuilder(tokenizer, cfg.max_length)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = _schedule(cfg, optimizer, accelerator.num_processes)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-
-    step, best, best_step, history = 0, -math.inf, None, []
-    if state_dir is not None:
-        accelerator.load_state(str(state_dir))
-        step, best_step = saved["step"], saved.get("best_step")
-        best = saved["best"] if saved.get("best") is not None else -math.inf
-        history = saved.get("history", [])
-        from prorank.checkpoint import read_metadata
-
-        written = ((read_metadata(out / "model") or {}).get("train") or {})
-        if written.get("dev_ndcg@10") is not None and written["dev_ndcg@10"] > best:
-            best, best_step = written["dev_ndcg@10"], written.get("step")  # saved after the state
-    log = TrainLog(out / "log.jsonl")
-    if main_proc and (out / "log.jsonl").exists():  # drop records logged after the saved state
-        from prorank.atomic import atomic_write_text
-
-        kept = [r for r in read_log(out / "log.jsonl") if r.get("step", 0) <= step] if step else []
-        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
-
-    base_meta = parent_meta or {}
-    metadata = {
-        "stage": "score",
-        "base_model": base_meta.get("base_model", cfg.model),
-        "parent": cfg.model if base_meta else None,
-        "parent_stage": base_meta.get("stage"),
-        "loss": cfg.loss,
-        "data": data_info,
-        "config": to_dict(cfg),
-    }
-    trainable = sum(p.numel() for p in params)
-
-    def save_best(value: float | None) -> None:
-        if main_proc:
-            plain = _to_save(accelerator.unwrap_model(model), cfg.lora is not None)
-            meta = {**metadata, "train": {"step": step, "dev_ndcg@10": value, "trainable_params": trainable}}
-            save_checkpoint(plain, tokenizer, out / "model", meta)
-
-    def run_eval() -> float | None:
-        nonlocal best, best_step
-        value = None
-        if main_proc and dev.get("qids"):
-            with accelerator.autocast():
-                value = evaluate_dev(accelerator.unwrap_model(model), tokenizer, dev, cfg)
-            log.log(step, **{"dev_ndcg@10": value})
-            history.append({"step": step, "dev_ndcg@10": value})
-            if value > best:
-                best, best_step = value, step
-                save_best(value)
-            _plot(out, cfg)
-        accelerator.wait_for_everyone()
-        return value
-
-    has_dev = bool(dev.get("qids"))
-    if step == 0 and has_dev and main_proc and dev.get("bm25_ndcg@10") is not None:
-        log.log(0, **{"dev_bm25_ndcg@10": dev["bm25_ndcg@10"]})  # the first stage, for reference
-    if step == 0 and has_dev and cfg.eval_at_start:
-        run_eval()
-    model.train()
-    micro = step * cfg.gradient_accumulation_steps
-    pad_id = tokenizer.pad_token_id
-    losses: list[float] = []
+    run = ScoreRun(cfg)
+    state, has_dev = run.state, run.dev.queries > 0
+    if state.step == 0 and has_dev and run.main_proc:
+        run.log.log(0, **{"dev_bm25_ndcg@10": run.dev.bm25_ndcg})  # the first stage, for reference
+    if state.step == 0 and has_dev and cfg.eval_at_start:
+        run.evaluate_and_save()
+    run.model.train()
     tic = time.time()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="score", disable=not main_proc)
-    while step < cfg.max_steps:
-        with accelerator.accumulate(model):
-            batch = encode_groups(_batch(groups, micro, cfg, accelerator.process_index,
-                                         accelerator.num_processes), builder)
-            ids, mask = collate(batch.prompts, pad_id, accelerator.device)
-            with accelerator.autocast():
-                flat = relevance_scores(model, ids, mask, builder.answer_token_ids)
-            scores = scatter_scores(flat.float(), batch.mask)
-            dev_ = scores.device
-            teacher = batch.teacher.to(dev_) if batch.teacher is not None else None
-            loss = compute_loss(cfg.loss, scores, batch.labels.to(dev_), batch.mask.to(dev_),
-                                teacher, cfg.temperature)
-            accelerator.backward(loss)
-            grad_norm = None
-            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-        micro += 1
-        losses.append(float(accelerator.gather(loss.detach()).mean()))
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
+    bar = tqdm(total=cfg.max_steps, initial=state.step, desc="score", disable=not run.main_proc)
+    while state.step < cfg.max_steps:
+        record = run.train_step()
         bar.update(1)
-        if main_proc and (step % cfg.log_every == 0 or step == cfg.max_steps):
-            seconds = time.time() - tic
-            log.log(step, loss=sum(losses) / len(losses), learning_rate=scheduler.get_last_lr()[0],
-                    grad_norm=None if grad_norm is None else float(grad_norm),
-                    groups_seen=micro * cfg.groups_per_batch * accelerator.num_processes,
-                    seconds=round(seconds, 2))
-            bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}")
-        losses = []
-        if has_dev and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            run_eval()
-            model.train()
-        interrupted = stop_at is not None and step >= stop_at and step < cfg.max_steps
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps or interrupted:
-            _save_state(accelerator, out, {
-                "step": step, "best": None if best == -math.inf else best, "best_step": best_step,
-                "history": history, "config": to_dict(cfg), "time": time.time(),
-            })
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
+        if run.main_proc and (state.step % cfg.log_every == 0 or state.step == cfg.max_steps):
+            run.log.log(state.step, **record, seconds=round(time.time() - tic, 2))
+        if has_dev and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
+            run.evaluate_and_save()
+            run.model.train()
+        interrupted = stop_at is not None and stop_at <= state.step < cfg.max_steps
+        if (cfg.save_every and state.step % cfg.save_every == 0) or state.step == cfg.max_steps or interrupted:
+            save_state(run.acc, run.out, state, cfg)
         if interrupted:
             bar.close()
-            return {"output_dir": str(out), "steps": step, "interrupted": True}
+            return {"output_dir": str(run.out), "steps": state.step, "interrupted": True}
     bar.close()
-    if not has_dev and main_proc:
-        best_step = step
-        save_best(None)
-    accelerator.wait_for_everyone()
+    if not has_dev and run.main_proc:
+        state.best_step = state.step
+        run.save_model(None)
+    run.acc.wait_for_everyone()
     summary = {
-        "output_dir": str(out), "checkpoint": str(out / "model"), "steps": step,
-        "best_step": best_step, "best_dev_ndcg@10": None if best == -math.inf else best,
-        "dev_bm25_ndcg@10": dev.get("bm25_ndcg@10"),
-        "dev_history": history, "data": data_info, "trainable_params": trainable,
-        "precision": precision, "processes": accelerator.num_processes,
-        "runtime_s": round(time.time() - started, 1), "resumed_from_step": saved.get("step"),
+        "output_dir": str(run.out), "checkpoint": str(run.out / "model"), "steps": state.step,
+        "best_step": state.best_step, "best_dev_ndcg@10": state.best, "dev_bm25_ndcg@10": run.dev.bm25_ndcg,
+        "dev_history": state.history, "data": run.data_info, "trainable_params": run.trainable,
+        "precision": run.precision, "processes": run.acc.num_processes,
+        "runtime_s": round(time.time() - started, 1), "resumed_from_step": state.resumed_from,
     }
-    if main_proc:
-        _plot(out, cfg)
-        atomic_write_json(out / "summary.json", summary)
+    if run.main_proc:
+        run.plot()
+        atomic_write_json(run.out / "summary.json", summary)
     return summary

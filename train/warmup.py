@@ -33,6 +33,7 @@ from typing import Any
 from prorank.atomic import atomic_write_json
 from prorank.config import from_dict, to_dict
 from prorank.evaluation.provenance import portable_path
+from prorank.train.sources import DataSource
 
 __all__ = ["WarmupConfig", "LOG_KEYS", "build_pairs", "grpo_args", "heldout_config", "measure", "run_record", "publish", "main"]
 
@@ -49,15 +50,13 @@ LOG_KEYS = ("reward", "format_rate", "accuracy", "loss", "completions/mean_lengt
 class WarmupConfig:
     """Stage-1 settings not covered by ``trl.GRPOConfig`` (which gets the ``grpo`` block)."""
 
-    model: str = "smollm2-135m-instruct"  # alias, local folder or HF id (prorank.models.resolve_model)
+    model: str = "smollm2-135m-instruct"  # alias, local folder or HF id (prorank.registry.resolve_model)
     output_dir: str = "runs/warmup"
     # --- data: a BEIR folder with a train split, or a plain JSONL of (query, document, label)
-    dataset: str | None = "scifact"  # folder, or name under data_dir / $PRORANK_DATA_DIR
-    data_dir: str | None = None
-    split: str = "train"
-    jsonl: str | None = None  # when set, used instead of `dataset`
-    max_queries: int | None = None  # seeded sample of judged queries
-    max_positives_per_query: int | None = None
+    # collections, each with its split and caps (prorank.train.sources.DataSource), mixed
+    datasets: list[DataSource] = field(default_factory=lambda: [DataSource("scifact")])
+    data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
+    jsonl: str | None = None  # when set, used instead of `datasets`
     max_pairs: int | None = None  # cap after shuffling (either source)
     negatives_depth: int = 100  # BM25 results retrieved per query
     negatives_window: list[int] = field(default_factory=lambda: [0, 100])  # ranks [start, end)
@@ -93,8 +92,8 @@ class WarmupConfig:
     grpo: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.jsonl is None and not self.dataset:
-            raise ValueError("set either dataset (a BEIR folder/name) or jsonl (a pairs file)")
+        if self.jsonl is None and not self.datasets:
+            raise ValueError("set either datasets (BEIR collections) or jsonl (a pairs file)")
         if len(self.negatives_window) != 2:
             raise ValueError(f"negatives_window must be [start, end], got {self.negatives_window}")
         if self.max_length < 32:
@@ -121,27 +120,33 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
         random.Random(f"prorank-pairs:{cfg.seed}").shuffle(items)
         source: dict[str, Any] = {"source": "jsonl", "path": portable_path(cfg.jsonl)}
     else:
-        data = P.load_beir(cfg.dataset, cfg.split, cfg.data_dir)
-        path = Path(data.path).resolve()
-        items = P.beir_pairs(
-            data,
-            P.bm25_searcher(path),
-            depth=cfg.negatives_depth,
-            window=cfg.negatives_window,
-            negatives_per_positive=cfg.negatives_per_positive,
-            max_queries=cfg.max_queries,
-            max_positives_per_query=cfg.max_positives_per_query,
-            exclude_judged=cfg.exclude_judged,
-            seed=cfg.seed,
-            progress=progress,
-        )
+        items, parts = [], []
+        for spec in cfg.datasets:  # several collections, each with its split, mixed below
+            data = P.load_beir(spec.dataset, spec.split, cfg.data_dir)
+            path = Path(data.path).resolve()
+            part = P.beir_pairs(
+                data,
+                P.bm25_searcher(path),
+                depth=cfg.negatives_depth,
+                window=cfg.negatives_window,
+                negatives_per_positive=cfg.negatives_per_positive,
+                max_queries=spec.max_queries,
+                max_positives_per_query=spec.max_positives_per_query,
+                exclude_judged=cfg.exclude_judged,
+                seed=cfg.seed,
+                progress=progress,
+            )
+            items += part
+            parts.append({"dataset": path.name, "path": portable_path(path), "split": spec.split,
+                          "queries": len({p.qid for p in part}), "pairs": len(part)})
+        random.Random(f"prorank-pairs-mix:{cfg.seed}").shuffle(items)
         source = {
-            "source": "beir", "dataset": path.name, "path": portable_path(path), "split": cfg.split,
+            "source": "beir", "datasets": parts,
             "negatives": {"retriever": "bm25", "depth": cfg.negatives_depth,
                           "window": list(cfg.negatives_window),
                           "per_positive": cfg.negatives_per_positive,
                           "exclude_judged": cfg.exclude_judged},
-            "queries": len({p.qid for p in items}),
+            "queries": sum(p["queries"] for p in parts),
         }
     if cfg.max_pairs is not None:
         items = items[: cfg.max_pairs]
@@ -259,7 +264,7 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from prorank.checkpoint import read_metadata, save_checkpoint
-    from prorank.models import resolve_model
+    from prorank.registry import resolve_model
     from prorank.prompt import PromptBuilder
     from prorank.train.pairs import prompt_rows, write_jsonl_pairs
     from prorank.train.rewards import REWARDS

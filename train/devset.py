@@ -1,0 +1,121 @@
+"""The stage-2 dev set: held-out queries with their BM25 candidates, scored as at inference.
+
+:func:`build_devset` takes the dev sources of ``prorank.train.sources`` (queries never trained on)
+and keeps, per collection, each query's BM25 top-``top_k`` with scores, its judgments and the
+candidate documents; it is written to ``dev.json`` (:meth:`DevSet.save`) and read back on resume.
+:func:`evaluate` reranks the candidates with the model through the ``Reranker`` (the inference
+code path) and returns nDCG@10 per collection and over all dev queries, plus the fusion weight
+with BM25 that is best on these queries (``prorank.fusion.tune_weight``) -- the weight a
+checkpoint carries into evaluation and serving.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from prorank.atomic import atomic_write_json
+
+
+@dataclass
+class DevCollection:
+    name: str
+    path: str  # portable path
+    split: str
+    qids: list[str]
+    query_text: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    candidates: dict[str, list[tuple[str, float]]]  # qid -> [(docid, BM25 score)] best first
+    docs: dict[str, Any]
+    bm25_ndcg: float = 0.0
+
+
+@dataclass
+class DevSet:
+    top_k: int = 10
+    collections: list[DevCollection] = field(default_factory=list)
+
+    @property
+    def queries(self) -> int:
+        return sum(len(c.qids) for c in self.collections)
+
+    @property
+    def bm25_ndcg(self) -> float | None:
+        n = self.queries
+        return sum(c.bm25_ndcg * len(c.qids) for c in self.collections) / n if n else None
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DevSet":
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        cols = [DevCollection(**{**c, "candidates": {q: [tuple(x) for x in v] for q, v in c["candidates"].items()}})
+                for c in raw.get("collections", [])]
+        return cls(top_k=raw.get("top_k", 10), collections=cols)
+
+    def describe(self) -> dict[str, Any]:
+        return {"queries": self.queries, "top_k": self.top_k, "bm25_ndcg@10": self.bm25_ndcg,
+                "collections": [{"dataset": c.name, "path": c.path, "split": c.split, "queries": len(c.qids),
+                                 "bm25_ndcg@10": c.bm25_ndcg} for c in self.collections]}
+
+
+def build_devset(sources: Sequence[Any], top_k: int) -> DevSet:
+    """BM25 top-``top_k`` of every dev source's queries (``LoadedSource`` objects)."""
+    from prorank.evaluation.metrics import evaluate, mean_metrics
+    from prorank.evaluation.provenance import portable_path
+    from prorank.train.score_data import bm25_run
+
+    out = DevSet(top_k=top_k)
+    for source in sources:
+        data, qids = source.data, list(source.qids)
+        run = bm25_run(source, top_k, qids)
+        bm25 = mean_metrics(evaluate(data.qrels, {q: {h.docid: h.score for h in run[q]} for q in qids}, qids))
+        out.collections.append(DevCollection(
+            name=data.name, path=portable_path(data.path), split=source.spec.split, qids=qids,
+            query_text={q: data.queries[q] for q in qids}, qrels={q: data.qrels[q] for q in qids},
+            candidates={q: [(h.docid, h.score) for h in run[q]] for q in qids},
+            docs={h.docid: data.corpus[h.docid] for q in qids for h in run[q]}, bm25_ndcg=bm25["nDCG@10"]))
+    return out
+
+
+@dataclass
+class DevResult:
+    ndcg: float  # model alone, over all dev queries
+    per_collection: dict[str, float]
+    fusion_weight: float  # best interpolation weight of BM25 on these queries
+    fused_ndcg: float
+    fusion_table: dict[float, float]
+
+    def log_record(self) -> dict[str, float]:
+        rec = {"dev_ndcg@10": self.ndcg, "dev_fused_ndcg@10": self.fused_ndcg, "dev_fusion_weight": self.fusion_weight}
+        rec.update({f"dev_ndcg@10/{name}": v for name, v in self.per_collection.items()})
+        return rec
+
+
+def evaluate(reranker: Any, dev: DevSet, instruction: str | None = None) -> DevResult:
+    """Rerank every dev query's candidates with ``reranker``; model and fused nDCG@10."""
+    from prorank.evaluation.metrics import evaluate as metrics_of
+    from prorank.fusion import tune_weight
+
+    lists: dict[str, tuple[list[str], list[float], list[float]]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    per_collection: dict[str, float] = {}
+    all_ndcg: list[float] = []
+    for col in dev.collections:
+        run = {}
+        for qid in col.qids:
+            ids = [d for d, _ in col.candidates[qid]]
+            scores = reranker.score(col.query_text[qid], [col.docs[d] for d in ids], instruction=instruction)
+            run[qid] = dict(zip(ids, scores))
+            key = f"{col.name}/{qid}"
+            lists[key] = (ids, list(scores), [s for _, s in col.candidates[qid]])
+            qrels[key] = col.qrels[qid]
+        values = [m["nDCG@10"] for m in metrics_of(col.qrels, run, col.qids).values()]
+        per_collection[f"{col.name}:{col.split}"] = sum(values) / len(values)
+        all_ndcg += values
+    weight, table = tune_weight(lists, qrels, "interpolate")
+    return DevResult(ndcg=sum(all_ndcg) / len(all_ndcg), per_collection=per_collection, fusion_weight=weight,
+                     fused_ndcg=table[weight], fusion_table=table)

@@ -1,0 +1,130 @@
+"""Training and dev collections of both stages: several BEIR datasets, each with its split.
+
+A :class:`DataSource` names one collection and split (``scifact`` + ``train``, ``nfcorpus`` +
+``dev``, ...), how many of its judged queries to use (a seeded sample) and how many judged
+positives per query. ``load_sources`` resolves a list of them for training and another for the
+dev set: when a dev source is the same collection *and* split as a training source, its sampled
+queries are held out of training, so the dev set can come from any of them and is never trained
+on. Everything is deterministic under ``seed``.
+
+In YAML a source is a mapping (``{dataset: nfcorpus, split: train, max_queries: 800}``) or the
+short form ``nfcorpus:train``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from prorank.data import BeirDataset, DatasetError, load_dataset
+
+
+@dataclass
+class DataSource:
+    """One collection and qrels split; YAML ``{dataset, split, max_queries, ...}`` or ``name:split``."""
+
+    dataset: str  # BEIR folder, or a name under data_dir / $PRORANK_DATA_DIR
+    split: str = "train"
+    max_queries: int | None = None  # seeded sample of the judged queries (after dev hold-out)
+    max_positives_per_query: int | None = None  # best grades first; None = every judged positive
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            raise ValueError("datasets: a source needs a dataset (folder or name)")
+        for name in ("max_queries", "max_positives_per_query"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or null, got {value!r}")
+
+    @classmethod
+    def from_string(cls, text: str) -> "DataSource":
+        """``"name"`` or ``"name:split"``."""
+        name, _, split = text.partition(":")
+        return cls(dataset=name, split=split or "train")
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.dataset).name}:{self.split}"
+
+
+@dataclass
+class LoadedSource:
+    """A source with its data and the judged query ids it contributes."""
+
+    spec: DataSource
+    data: BeirDataset
+    qids: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (str(Path(self.data.path).resolve()), self.spec.split)
+
+
+def _load(spec: DataSource, data_dir: str | None) -> BeirDataset:
+    try:
+        data = load_dataset(spec.dataset, split=spec.split, data_dir=data_dir, download=False)
+    except DatasetError as err:
+        raise DatasetError(f"dataset {spec.dataset!r}, split {spec.split!r}: {err}") from None
+    if not data.qrels:
+        raise DatasetError(f"dataset {spec.dataset!r} has no judged queries in split {spec.split!r}")
+    return data
+
+
+def judged(data: BeirDataset) -> list[str]:
+    """Judged query ids with at least one relevant document and a query text, sorted."""
+    return sorted(q for q, docs in data.qrels.items() if q in data.queries and any(g > 0 for g in docs.values()))
+
+
+def sample(qids: Sequence[str], n: int | None, seed: int, salt: str) -> list[str]:
+    """A seeded sample of ``n`` ids (all when ``n`` is None or larger), sorted."""
+    ordered = sorted(qids)
+    if n is None or n >= len(ordered):
+        return ordered
+    return sorted(random.Random(f"prorank-sources:{seed}:{salt}").sample(ordered, n))
+
+
+def load_sources(train: Sequence[DataSource], dev: Sequence[DataSource], data_dir: str | None = None,
+                 seed: int = 0) -> tuple[list[LoadedSource], list[LoadedSource]]:
+    """Load every source; dev queries are sampled first and held out of matching training sources."""
+    loaded: dict[tuple[str, str], BeirDataset] = {}
+
+    def get(spec: DataSource) -> BeirDataset:
+        data = _load(spec, data_dir) if (spec.dataset, spec.split) not in loaded else loaded[(spec.dataset, spec.split)]
+        loaded[(spec.dataset, spec.split)] = data
+        return data
+
+    dev_sets = []
+    for spec in dev:
+        data = get(spec)
+        dev_sets.append(LoadedSource(spec, data, sample(judged(data), spec.max_queries, seed, f"dev:{spec.label}")))
+    held: dict[tuple[str, str], set[str]] = {}
+    for d in dev_sets:
+        held.setdefault(d.key, set()).update(d.qids)
+    train_sets = []
+    for spec in train:
+        source = LoadedSource(spec, get(spec))
+        pool = [q for q in judged(source.data) if q not in held.get(source.key, set())]
+        source.qids = sample(pool, spec.max_queries, seed, f"train:{spec.label}")
+        if not source.qids:
+            raise DatasetError(f"{spec.label}: no judged training queries left after the dev hold-out")
+        train_sets.append(source)
+    return train_sets, dev_sets
+
+
+def positives_of(judgments: dict[str, int], limit: int | None, seed: int, qid: str) -> list[tuple[str, int]]:
+    """Judged positives ``(docid, grade)``, best grade first (seeded order among equal grades),
+    at most ``limit``."""
+    pos = sorted((str(d), int(g)) for d, g in judgments.items() if int(g) > 0)
+    random.Random(f"prorank-positives:{seed}:{qid}").shuffle(pos)
+    pos.sort(key=lambda dg: -dg[1])
+    return pos if limit is None else pos[:limit]
+
+
+def describe(sources: Sequence[LoadedSource]) -> list[dict[str, Any]]:
+    """What each source contributed, with portable paths (for checkpoints and summaries)."""
+    from prorank.evaluation.provenance import portable_path
+
+    return [{"dataset": s.data.name, "path": portable_path(s.data.path), "split": s.spec.split,
+             "queries": len(s.qids), "max_positives_per_query": s.spec.max_positives_per_query} for s in sources]
