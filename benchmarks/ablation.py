@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("nDCG@10", "MRR@10", "Recall@100", "MAP")
+sys.path.insert(0, str(REPO))
+from prorank.evaluation.compare import METRICS, SIGNIFICANCE  # noqa: E402
 
 
 @dataclass
@@ -44,6 +45,7 @@ class AblationConfig:
     ood: list[str] = field(default_factory=lambda: ["med"])  # other collections, full model unchanged
     ood_max_queries: int | None = 50
     ood_systems: list[str] = field(default_factory=lambda: ["zero-shot", "stage1+stage2"])
+    fusion: str | None = None  # none | interpolate | rrf; None: each checkpoint's dev-tuned fusion
     output: str = "runs/ablation"
     results: str = "benchmarks/results"
     device: str | None = None
@@ -55,7 +57,7 @@ def _eval(cfg: AblationConfig, dataset: str, model: str, name: str, max_queries:
 
     ecfg = EvalConfig(datasets=[dataset], model=model, top_k=cfg.top_k, split=cfg.split, max_queries=max_queries,
                       output=str(Path(cfg.output) / f"{Path(dataset).name}-{name}"), batch_size=cfg.batch_size,
-                      max_length=cfg.max_length, device=cfg.device, cache=cfg.cache)
+                      max_length=cfg.max_length, device=cfg.device, cache=cfg.cache, fusion=cfg.fusion)
     return main(ecfg)
 
 
@@ -71,6 +73,8 @@ def _row(summary: dict[str, Any], system: str, model: str | None, which: str) ->
         "parent": meta.get("parent"),
         "metrics": {m: round(ds["metrics"][which][m], 4) for m in METRICS},
         "rerank": ds.get("rerank") if which == "reranker" else None,
+        "fusion": info.get("fusion") if which == "fused" else None,
+        "run": which,
         "summary": summary.get("output"),
     }
 
@@ -89,54 +93,28 @@ def run_dataset(cfg: AblationConfig, dataset: str, systems: dict[str, str | None
             info = {"path": ds["path"], "split": ds["split"], "queries": ds["queries"], "files": ds["files"],
                     "index": ds["index"], "provenance": summary["provenance"]}
         rows.append(_row(summary, system, model, "reranker"))
+        if "fused" in ds["metrics"]:  # the checkpoint's dev-tuned fusion with BM25
+            rows.append(_row(summary, f"{system} fused", model, "fused"))
     if not any(r["system"] == "BM25" for r in rows):  # every checkpoint missing: BM25 alone
         rows.insert(0, _row(_eval(cfg, dataset, "none", "bm25", max_queries), "BM25", None, "bm25"))
     significance(rows, Path(dataset).name)
     return {"dataset": dataset, **info, "top_k": cfg.top_k, "max_length": cfg.max_length, "rows": rows,
-            "significance": "two-sided paired randomization test on per-query nDCG@10 (10,000 sign flips, seed 0)"}
-
-
-def _per_query(summary_dir: str, dataset: str, column: str) -> dict[str, float]:
-    """Per-query nDCG@10 of one system ('bm25' or 'reranker') from an eval's per_query.tsv."""
-    import csv
-
-    with open(Path(summary_dir) / dataset / "per_query.tsv", encoding="utf-8", newline="") as f:
-        return {r["qid"]: float(r["nDCG@10"]) for r in csv.DictReader(f, delimiter="\t") if r["system"] == column}
+            "significance": SIGNIFICANCE}
 
 
 def significance(rows: list[dict[str, Any]], dataset: str) -> None:
     """Add ``p_vs_bm25`` and ``p_vs_zero_shot`` (nDCG@10, paired over the same queries) to ``rows``."""
-    from prorank.evaluation.significance import paired_randomization_test
+    from prorank.evaluation.compare import add_pvalues, read_per_query
 
-    scores = {r["system"]: _per_query(r["summary"], dataset, "bm25" if r["system"] == "BM25" else "reranker")
-              for r in rows if r.get("summary")}
-    for row in rows:
-        mine = scores.get(row["system"])
-        if mine is None:
-            continue
-        for other, key in (("BM25", "p_vs_bm25"), ("zero-shot", "p_vs_zero_shot")):
-            theirs = scores.get(other)
-            if theirs is not None and other != row["system"]:
-                qids = sorted(mine)
-                row[key] = round(paired_randomization_test([mine[q] for q in qids], [theirs[q] for q in qids]), 4)
+    per_query = {r["system"]: read_per_query(r["summary"], dataset, r["run"]) for r in rows if r.get("summary")}
+    add_pvalues(rows, per_query, ("BM25", "zero-shot"))
 
 
 def markdown(table: dict[str, Any]) -> str:
-    lines = [f"{table['dataset']} ({table.get('split')}, {table.get('queries')} queries, BM25 top-{table['top_k']} "
-             f"reranked, max_length {table['max_length']})", "",
-             "| system | " + " | ".join(METRICS) + " | p vs zero-shot | p vs BM25 |",
-             "|---|" + "---|" * (len(METRICS) + 2)]
+    from prorank.evaluation.compare import markdown as render
 
-    def p(row: dict[str, Any], key: str) -> str:
-        return f"{row[key]:.4f}" if key in row else "—"
-
-    for row in table["rows"]:
-        if row.get("missing"):
-            lines.append(f"| {row['system']} | " + " | ".join("n/a" for _ in METRICS) + " | | |")
-        else:
-            lines.append(f"| {row['system']} | " + " | ".join(f"{row['metrics'][m]:.4f}" for m in METRICS)
-                         + f" | {p(row, 'p_vs_zero_shot')} | {p(row, 'p_vs_bm25')} |")
-    return "\n".join(lines)
+    return render(f"{table['dataset']} ({table.get('split')}, {table.get('queries')} queries, BM25 top-{table['top_k']} "
+                  f"reranked, max_length {table['max_length']})", table["rows"], ("zero-shot", "BM25"))
 
 
 def main(cfg: AblationConfig) -> dict[str, Any]:
@@ -165,7 +143,6 @@ def main(cfg: AblationConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     from prorank.config import load_config
 
     args = sys.argv[1:]

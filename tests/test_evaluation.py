@@ -177,3 +177,33 @@ def test_eval_cli_bm25_only(home, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["max_queries"] == 5 and summary["datasets"]["cacm"]["queries"] == 5
     assert cli(["eval", "--dataset", "adi", "--model", "none", "--split", "dev", "--output", str(out)]) == 2
+
+
+def test_fused_run_interpolates_model_and_bm25_scores(home, tmp_path, tiny_model_dir):
+    """A checkpoint's fusion (weight tuned on dev) is used by default; weight 1 gives BM25's order."""
+    from prorank.fusion import Fusion, interpolate
+    from prorank.reranker import Reranker
+
+    reranker = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, fusion="interpolate",
+                                        fusion_weight=0.4)
+    assert reranker.fusion == Fusion("interpolate", 0.4)
+    out = tmp_path / "fused"
+    summary = main(EvalConfig(datasets=["adi"], model="tiny", top_k=4, depth=10, max_queries=3, output=str(out),
+                              cache="none"), reranker=reranker, console=quiet_console())
+    metrics = summary["datasets"]["adi"]["metrics"]
+    assert {"bm25", "reranker", "fused", "fused_delta"} <= set(metrics)
+    assert summary["model"]["fusion"] == {"method": "interpolate", "weight": 0.4}
+    bm25, model, fused = (read_run(out / "adi" / f"{n}.trec") for n in ("bm25", "rerank", "fused"))
+    for qid in bm25:
+        head = sorted(bm25[qid], key=lambda d: -bm25[qid][d])[:4]
+        expected = interpolate([model[qid][d] for d in head], [bm25[qid][d] for d in head], 0.4)
+        assert [fused[qid][d] for d in head] == pytest.approx(expected, abs=1e-5)
+        assert set(fused[qid]) == set(bm25[qid])
+    # weight 1: the fused run ranks like BM25
+    only_bm25 = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, fusion="interpolate",
+                                         fusion_weight=1.0)
+    summary = main(EvalConfig(datasets=["adi"], model="tiny", top_k=4, depth=10, max_queries=3,
+                              output=str(tmp_path / "w1"), cache="none"), reranker=only_bm25, console=quiet_console())
+    assert summary["datasets"]["adi"]["metrics"]["fused"] == pytest.approx(summary["datasets"]["adi"]["metrics"]["bm25"])
+    with pytest.raises(ValueError, match="fusion_weight"):
+        EvalConfig(datasets=["adi"], fusion="interpolate", fusion_weight=1.5)

@@ -29,10 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", default=None, help="also write summary.json to this path")
     parser.add_argument("--data-dir", default=None, help="folder holding datasets by name (default $PRORANK_DATA_DIR)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 1 on CPU, 32 on CUDA/MPS)")
-    parser.add_argument("--max-length", type=int, default=512, help="prompt tokens (default 512)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="prompt tokens (default: the checkpoint's training length, else 512)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: auto)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, else fp32)")
     parser.add_argument("--instruction", default=None, help="optional task instruction line")
+    parser.add_argument("--fusion", default=None, choices=["none", "interpolate", "rrf"],
+                        help="also rank by the model's score fused with BM25's (default: the checkpoint's "
+                        "dev-tuned fusion; none for a plain model)")
+    parser.add_argument("--fusion-weight", type=float, default=None,
+                        help="BM25's share in the fusion, in [0, 1] (default: the checkpoint's)")
     parser.add_argument("--k1", type=float, default=0.9)
     parser.add_argument("--b", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=2, help="BM25 threads (default 2)")
@@ -50,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     from prorank.evaluation.benchmark import EvalConfig, main
 
     fields = ("datasets", "model", "top_k", "depth", "split", "max_queries", "output", "summary", "data_dir",
-              "batch_size", "max_length", "device", "dtype", "instruction", "k1", "b", "threads", "cache",
+              "batch_size", "max_length", "device", "dtype", "instruction", "fusion", "fusion_weight", "k1", "b", "threads", "cache",
               "exclude_self", "strict")
     main(from_dict(EvalConfig, {name: getattr(args, name) for name in fields}))
     return 0

@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", help="ProRank checkpoint, model folder, alias, adapter or .gguf")
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--to", default="seq-cls", choices=["seq-cls"], help="export format (default seq-cls)")
+    parser.add_argument("--to", default="seq-cls", choices=["seq-cls", "adapter"],
+                        help="seq-cls (default): a sequence-classification model; adapter: a LoRA "
+                        "checkpoint as a compact adapter (float16) with its sha256 sums, the form a "
+                        "bundled reranker ships in")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="weights dtype (default: as stored)")
     parser.add_argument("--max-length", type=int, default=512,
@@ -30,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from prorank.train.export import ExportConfig, main
 
+    if args.to == "adapter":
+        from prorank.train.adapter_export import export_adapter
+
+        dtype = "float16" if args.dtype == "auto" else args.dtype
+        for name, digest in export_adapter(args.checkpoint, args.out, dtype, args.overwrite).items():
+            print(f"{digest}  {name}")
+        print(f"exported {args.checkpoint} -> {args.out} (adapter, {dtype})")
+        return 0
     out = main(ExportConfig(checkpoint=args.checkpoint, out=args.out, to=args.to, dtype=args.dtype,
                             max_length=args.max_length, overwrite=args.overwrite))
     print(f"exported {args.checkpoint} -> {out} ({args.to})")

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -32,7 +32,7 @@ from prorank.evaluation import provenance
 from prorank.evaluation.cache import ScoreCache
 from prorank.evaluation.metrics import METRICS, evaluate, mean_metrics
 from prorank.evaluation.report import delta, print_table, write_per_query
-from prorank.evaluation.rerank import RerankStats, rerank_run
+from prorank.evaluation.rerank import RerankStats, fuse_run, rerank_run
 from prorank.evaluation.trec import write_run
 from prorank.prompt import PROMPT_VERSION
 
@@ -54,10 +54,15 @@ class EvalConfig:
     summary: str | None = None  # extra copy of summary.json (e.g. benchmarks/results/x.json)
     data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
     batch_size: int | None = None  # pairs per forward pass; None: the device default (1 on CPU)
-    max_length: int = 512
+    max_length: int | None = None  # prompt tokens; None: the checkpoint's training length, else 512
     device: str | None = None
     dtype: str | None = None
     instruction: str | None = None
+    first_stage: Literal["bm25", "hybrid"] = "bm25"  # hybrid: BM25 + dense (pyserini HybridSearcher)
+    dense_model: str = "all-minilm-l6-v2"  # the hybrid first stage's bi-encoder
+    hybrid_alpha: float = 1.0  # hybrid score = alpha * normalised BM25 + normalised dense
+    fusion: str | None = None  # none | interpolate | rrf; None: the checkpoint's dev-tuned fusion
+    fusion_weight: float | None = None  # the first stage's share in [0, 1]; None: the checkpoint's
     k1: float = 0.9
     b: float = 0.4
     threads: int = 2  # BM25 search and indexing threads
@@ -72,7 +77,7 @@ class EvalConfig:
             raise ValueError("datasets: give at least one dataset (path or name)")
         for name in ("top_k", "depth", "batch_size", "max_length", "threads"):
             value = getattr(self, name)
-            if name == "batch_size" and value is None:
+            if name in ("batch_size", "max_length") and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -80,6 +85,9 @@ class EvalConfig:
             raise ValueError(f"max_queries must be a positive integer or None, got {self.max_queries!r}")
         if not self.model:
             raise ValueError("model: give a model name or path, or 'none' for BM25 alone")
+        from prorank.fusion import Fusion
+
+        Fusion(self.fusion or "none", 0.0 if self.fusion_weight is None else self.fusion_weight)  # validates
 
     @property
     def bm25_only(self) -> bool:
@@ -103,7 +111,7 @@ def _progress(console: Console) -> Progress:
 def _open_cache(cfg: EvalConfig) -> ScoreCache | None:
     if cfg.cache is not None and cfg.cache.lower() == "none":
         return None
-    from prorank.models import prorank_home
+    from prorank.paths import prorank_home
 
     return ScoreCache(cfg.cache or prorank_home() / "cache" / "scores.sqlite")
 
@@ -111,8 +119,8 @@ def _open_cache(cfg: EvalConfig) -> ScoreCache | None:
 def _load_reranker(cfg: EvalConfig) -> Any:
     from prorank.reranker import Reranker
 
-    return Reranker.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype,
-                                    max_length=cfg.max_length, batch_size=cfg.batch_size)
+    return Reranker.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
+                                    batch_size=cfg.batch_size, fusion=cfg.fusion, fusion_weight=cfg.fusion_weight)
 
 
 def _bm25(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Progress) -> tuple[dict, dict]:
@@ -141,6 +149,24 @@ def _bm25(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Prog
     return hits, info
 
 
+def _hybrid(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Progress) -> tuple[dict, dict]:
+    """BM25 + dense candidates fused by pyserini's HybridSearcher (``prorank.retrieval.hybrid``)."""
+    from prorank.dense import DenseEncoder
+    from prorank.retrieval.hybrid import HybridRetriever
+
+    encoder = DenseEncoder.load(cfg.dense_model)
+    task = progress.add_task(f"{dataset.name}: dense + hybrid", total=len(qids))
+    depth = max(cfg.depth, cfg.top_k)
+    hits: dict = {}
+    with HybridRetriever(dataset, encoder, alpha=cfg.hybrid_alpha) as hybrid:
+        for qid in qids:
+            found = hybrid.search(dataset.queries[qid], k=depth + int(cfg.exclude_self))
+            hits[qid] = [h for h in found if not (cfg.exclude_self and h.docid == qid)][:depth]
+            progress.advance(task)
+    return hits, {"dense_model": encoder.name, "fingerprint": encoder.fingerprint[:16], "alpha": cfg.hybrid_alpha,
+                  "depth": depth, "fusion": "pyserini HybridSearcher, normalization=True"}
+
+
 def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCache | None,
                       out_dir: Path, progress: Progress) -> dict[str, Any]:
     started = time.time()
@@ -151,6 +177,12 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
     bm25_lists = {q: [(h.docid, h.score) for h in hits[q]] for q in qids}
     write_run(out_dir / "bm25.trec", bm25_lists, tag="prorank-bm25")
     per_query = {"bm25": evaluate(dataset.qrels, {q: dict(v) for q, v in bm25_lists.items()}, qids)}
+    hybrid_info = None
+    if cfg.first_stage == "hybrid":  # rerank (and fuse with) the hybrid candidates instead of BM25's
+        hits, hybrid_info = _hybrid(cfg, dataset, qids, progress)
+        hybrid_lists = {q: [(h.docid, h.score) for h in hits[q]] for q in qids}
+        write_run(out_dir / "hybrid.trec", hybrid_lists, tag="prorank-hybrid")
+        per_query["hybrid"] = evaluate(dataset.qrels, {q: dict(v) for q, v in hybrid_lists.items()}, qids)
     stats = RerankStats()
     if reranker is not None:
         total = sum(min(len(hits[q]), cfg.top_k) for q in qids)
@@ -160,10 +192,18 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
                                      on_pairs=lambda n: progress.advance(task, n))
         write_run(out_dir / "rerank.trec", reranked, tag="prorank-rerank")
         per_query["reranker"] = evaluate(dataset.qrels, {q: dict(v) for q, v in reranked.items()}, qids)
+        if reranker.fusion.active:
+            fused = fuse_run(reranked, {q: hits[q] for q in qids}, cfg.top_k, reranker.fusion)
+            write_run(out_dir / "fused.trec", fused, tag="prorank-fused")
+            per_query["fused"] = evaluate(dataset.qrels, {q: dict(v) for q, v in fused.items()}, qids)
     write_per_query(out_dir / "per_query.tsv", per_query)
     metrics = {system: mean_metrics(values) for system, values in per_query.items()}
     if reranker is not None:
         metrics["delta"] = delta(metrics["reranker"], metrics["bm25"])
+    if "fused" in metrics:
+        metrics["fused_delta"] = delta(metrics["fused"], metrics["bm25"])
+    if "hybrid" in metrics:
+        metrics["hybrid_delta"] = delta(metrics["hybrid"], metrics["bm25"])
     return {
         "path": provenance.portable_path(dataset.path),
         "split": cfg.split,
@@ -173,6 +213,7 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
         "dropped_judgments": dataset.dropped,
         "files": provenance.file_checksums(dataset.files),
         "index": index_info,
+        "hybrid": hybrid_info,
         "metrics": metrics,
         "rerank": None if reranker is None else {
             "top_k": cfg.top_k, "pairs": stats.pairs, "scored": stats.scored, "cached": stats.cached,
@@ -181,7 +222,9 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
         },
         "seconds": {"load_index_bm25": round(bm25_seconds, 3), "total": round(time.time() - started, 3)},
         "outputs": {key: f"{out_dir.name}/{file}" for key, file in
-                    (("bm25_run", "bm25.trec"), ("rerank_run", "rerank.trec"), ("per_query", "per_query.tsv"))
+                    (("bm25_run", "bm25.trec"), ("hybrid_run", "hybrid.trec"), ("rerank_run", "rerank.trec"),
+                     ("fused_run", "fused.trec"),
+                     ("per_query", "per_query.tsv"))
                     if (out_dir / file).exists()},
     }
 
@@ -200,6 +243,7 @@ def _model_info(cfg: EvalConfig, reranker: Any) -> dict[str, Any] | None:
         "device": str(reranker.device),
         "dtype": str(next(reranker.model.parameters()).dtype).replace("torch.", ""),
         "instruction": cfg.instruction,
+        "fusion": reranker.fusion.to_dict(),
     }
 
 
@@ -227,11 +271,16 @@ def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) 
     finally:
         if cache is not None:
             cache.close()
-    systems = ["bm25"] + ([] if reranker is None else ["reranker"])
+    systems = ["bm25"] + (["hybrid"] if cfg.first_stage == "hybrid" else []) + ([] if reranker is None else ["reranker"])
+    if reranker is not None and reranker.fusion.active:
+        systems.append("fused")
     average = {s: {m: sum(d["metrics"][s][m] for d in datasets.values()) / len(datasets) for m in METRICS}
                for s in systems}
     if reranker is not None:
         average["delta"] = delta(average["reranker"], average["bm25"])
+    for system in ("fused", "hybrid"):
+        if system in average:
+            average[f"{system}_delta"] = delta(average[system], average["bm25"])
     scored = sum(d["rerank"]["scored"] for d in datasets.values()) if reranker is not None else 0
     model_seconds = sum(d["rerank"]["model_seconds"] for d in datasets.values()) if reranker is not None else 0.0
     summary = {

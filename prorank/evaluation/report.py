@@ -31,11 +31,23 @@ def _fmt_delta(value: float) -> str:
     return f"[{colour}]{value:+.4f}[/{colour}]"
 
 
+def system_label(system: str, model: Mapping[str, Any] | None) -> str:
+    if system == "reranker":
+        label = (model or {}).get("name") or "reranker"
+        return label if len(label) <= 28 else "…" + label[-27:]
+    if system == "fused":
+        fusion = (model or {}).get("fusion") or {}
+        return f"fused ({fusion.get('method')}, w={fusion.get('weight')})"
+    return {"bm25": "BM25", "hybrid": "hybrid (BM25 + dense)"}.get(system, system)
+
+
+SYSTEMS = ("bm25", "hybrid", "reranker", "fused")
+
+
 def results_table(summary: Mapping[str, Any]) -> Table:
-    """BM25 and the reranker side by side, with the difference, per dataset and averaged."""
+    """Every system side by side, each with its difference to BM25, per dataset and averaged."""
     model = summary.get("model")
-    label = (model or {}).get("name") or "reranker"
-    title = f"BM25 vs {label} (top-{summary['top_k']})" if model else "BM25"
+    title = f"BM25 vs {(model or {}).get('name') or 'reranker'} (top-{summary['top_k']})" if model else "BM25"
     table = Table(title=title, show_lines=False)
     table.add_column("dataset")
     table.add_column("queries", justify="right")
@@ -48,13 +60,13 @@ def results_table(summary: Mapping[str, Any]) -> Table:
     if len(rows) > 1:
         rows.append(("average", "", summary["average"]))
     for index, (name, queries, metrics) in enumerate(rows):
-        table.add_row(name, queries, "BM25", *(f"{metrics['bm25'][m]:.4f}" for m in METRICS),
-                      end_section=not model)
-        if model:
-            short = label if len(label) <= 28 else "…" + label[-27:]
-            table.add_row("", "", short, *(f"{metrics['reranker'][m]:.4f}" for m in METRICS))
-            table.add_row("", "", "Δ", *(_fmt_delta(metrics["delta"][m]) for m in METRICS),
-                          end_section=index < len(rows) - 1)
+        systems = [s for s in SYSTEMS if s in metrics]
+        for k, system in enumerate(systems):
+            cells = [f"{metrics[system][m]:.4f}" for m in METRICS]
+            if system != "bm25":
+                cells = [f"{c} {_fmt_delta(metrics[system][m] - metrics['bm25'][m])}" for c, m in zip(cells, METRICS)]
+            table.add_row(name if k == 0 else "", queries if k == 0 else "", system_label(system, model), *cells,
+                          end_section=k == len(systems) - 1 and index < len(rows) - 1)
     return table
 
 

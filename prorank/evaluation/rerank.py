@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from prorank.evaluation.cache import ScoreCache, ScorerKey, document_key
+from prorank.fusion import Fusion, descending
 from prorank.prompt import PROMPT_VERSION
 from prorank.retrieval.bm25 import Hit
 
@@ -86,10 +87,26 @@ def rerank_run(
             stats.scored += len(part)
             if on_pairs:
                 on_pairs(len(part))
-        head_scores = [scores[k] for k in keys]
-        order = sorted(range(len(head)), key=lambda i: (-head_scores[i], i))
-        ranked = [(head[i].docid, head_scores[i]) for i in order]
-        floor = min(head_scores) if head_scores else 0.0
-        ranked += [(h.docid, floor - 1.0 - j) for j, h in enumerate(hits[top_k:])]
-        run[qid] = ranked
+        run[qid] = ranked_list(head, [scores[k] for k in keys], hits[top_k:])
     return run, stats
+
+
+def ranked_list(head: Sequence[Hit], scores: Sequence[float], tail: Sequence[Hit]) -> list[tuple[str, float]]:
+    """``head`` sorted by ``scores`` (best first), then ``tail`` in its own order with scores below
+    every head score."""
+    ranked = [(head[i].docid, float(scores[i])) for i in descending(scores)]
+    floor = min(scores) if len(scores) else 0.0
+    return ranked + [(h.docid, floor - 1.0 - j) for j, h in enumerate(tail)]
+
+
+def fuse_run(reranked: RunLists, candidates: Mapping[str, Sequence[Hit]], top_k: int, fusion: Fusion) -> RunLists:
+    """The run of ``fusion`` over each query's reranked top-``top_k``: model scores (from
+    ``reranked``) fused with the first-stage scores of ``candidates``; the rest follows as in
+    ``rerank_run``."""
+    out: RunLists = {}
+    for qid, hits in candidates.items():
+        head = list(hits[:top_k])
+        model = dict(reranked[qid])
+        fused = fusion.fuse([model[h.docid] for h in head], [h.score for h in head])
+        out[qid] = ranked_list(head, fused, hits[top_k:])
+    return out
