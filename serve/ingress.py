@@ -1,24 +1,24 @@
-"""The FastAPI ingress: HTTP endpoints, validation, auth, timeouts, metrics.
+"""The FastAPI ingress: HTTP endpoints, auth, admission, timeouts, metrics.
 
 Endpoints: ``POST /v1/rerank``, ``/v2/rerank``, ``/rerank`` (Cohere/Jina schema),
-``POST /v1/search`` (BM25 + rerank), ``GET /health``, ``GET /v1/models``, ``GET /metrics``.
-Errors are JSON ``{"message": ...}`` (Cohere's error shape): 400 broken JSON, 401 missing or
-wrong API key, 404 no index, 413 body too large, 422 invalid request, 503 overloaded, 504 timed
-out. (No ``from __future__ import annotations`` here: FastAPI must see the real ``Request``
-type on the handlers.) This process never imports torch: requests are validated here and scored by the model
-deployment, in chunks, so a large request is spread over batches (and replicas).
+``POST /v1/search`` (BM25 + rerank), ``GET /health``, ``GET /v1/models``, ``GET /metrics``, and the
+API description ``GET /openapi.json``, ``/docs``, ``/redoc`` (behind the API key like the rest;
+only ``/health`` is open). Errors are JSON ``{"message": ...}`` (``prorank.serve.errors``): 400
+broken JSON, 401 missing or wrong API key, 404 no index or no such path, 405 wrong method, 413
+body too large, 422 invalid request, 503 overloaded (``prorank.serve.admission``), 504 timed
+out. (No ``from __future__ import annotations`` here: FastAPI must see the real ``Request`` type
+on the handlers.) This process never imports torch: requests are validated here and scored by
+the model deployment, in chunks, so a large request is spread over batches (and replicas).
 """
 
 import asyncio
-import hmac
-import json
-import logging
 import time
 import uuid
 from typing import Any, Awaitable, Callable, TypeVar
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from ray import serve
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
@@ -26,41 +26,34 @@ from ray.serve.handle import DeploymentHandle
 
 from prorank.config import from_dict
 from prorank.prompt import document_text
+from prorank.serve.admission import Admission
+from prorank.serve.auth import authorize
+from prorank.serve.body import read_json_object
 from prorank.serve.config import ServeConfig
+from prorank.serve.errors import HTTPError, error_response, install_error_handlers, internal_error
+from prorank.serve.loopback import keep_replica_servers_on_loopback
 from prorank.serve.metrics import ServiceMetrics
 from prorank.serve.model import ScoreChunk, ScoreResult
-from prorank.serve.schemas import (
-    RerankRequest,
-    SearchRequest,
-    describe_validation_error,
-    document_payload,
-    meta,
-    prompt_text,
-)
+from prorank.serve.openapi import body, build_openapi, errors
+from prorank.serve.responses import Health, ModelList, RerankResponse, SearchResponse, meta
+from prorank.serve.schemas import RerankRequest, SearchRequest, describe_validation_error, document_payload, prompt_text
 
-logger = logging.getLogger("ray.serve")
 M = TypeVar("M", bound=BaseModel)
 
 api = FastAPI(
     title="ProRank reranker",
     description="Cohere/Jina-compatible reranking with small language models, plus BM25 search.",
     version="1",
+    openapi_url=None,  # served by Ingress.openapi (behind the API key when one is set), like the docs pages
+    docs_url=None,
+    redoc_url=None,
 )
-
-
-class HTTPError(Exception):
-    """An error answered as ``{"message": ...}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-
-
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI request body for handlers that parse the body themselves."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+install_error_handlers(api)
+RERANK_ROUTE: dict[str, Any] = {
+    "openapi_extra": body(RerankRequest),
+    "response_model": None,
+    "responses": {200: {"model": RerankResponse}, **errors(400, 401, 413, 422, 503, 504)},
+}
 
 
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0})
@@ -69,85 +62,62 @@ class Ingress:
     """Routes HTTP requests to the model (and BM25) deployments."""
 
     def __init__(self, cfg: dict[str, Any], model: DeploymentHandle, retriever: DeploymentHandle | None) -> None:
+        keep_replica_servers_on_loopback()
         self.cfg = from_dict(ServeConfig, cfg, "serve config")
         self._api_key = self.cfg.api_key()  # raises if api_key_env names an unset variable
         self.model = model
         self.retriever = retriever
+        self.admission = Admission(self.cfg.max_ongoing_requests, self.cfg.max_queued_requests, self.cfg.retry_after_s)
         self.metrics = ServiceMetrics()
+        self.metrics.queued.set_function(lambda: self.admission.waiting)
         self._model_info: dict[str, Any] | None = None
+        self._openapi: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ plumbing
     async def _run(self, endpoint: str, request: Request, work: Callable[[], Awaitable[Response]],
-                   auth: bool = True, timeout: bool = True) -> Response:
-        """Auth, timeout, error mapping and metrics around one handler."""
+                   auth: bool = True, timeout: bool = True, admit: bool = False) -> Response:
+        """Auth, admission (``admit``: requests that score), timeout, error mapping and metrics."""
         start = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
             if auth:
-                self._authorize(request)
+                authorize(request, self._api_key)
             if timeout:
-                try:
-                    response = await asyncio.wait_for(work(), self.cfg.request_timeout_s)
-                except asyncio.TimeoutError:
-                    raise HTTPError(
-                        504, f"request timed out after {self.cfg.request_timeout_s:g}s (request_timeout_s); "
-                        "send fewer documents or retry later"
-                    ) from None
+                response = await self._within_timeout(work, admit)
             else:
                 response = await work()
         except HTTPError as err:
-            response = JSONResponse({"message": err.message}, status_code=err.status, headers=err.headers)
-        except BackPressureError:
-            response = self._overloaded()
-        except DeploymentUnavailableError as err:
-            response = JSONResponse({"message": f"model unavailable: {err}"}, status_code=503)
-        except Exception as err:  # noqa: BLE001 - answered as 500, logged with traceback
-            logger.exception("request to %s failed", endpoint)
-            response = JSONResponse({"message": f"internal error: {type(err).__name__}: {err}"}, status_code=500)
+            response = error_response(err.status, err.message, err.headers)
+        except (BackPressureError, DeploymentUnavailableError):
+            response = error_response(503, "model unavailable or overloaded; retry later",
+                                      {"Retry-After": str(self.cfg.retry_after_s)})
+        except Exception as err:  # noqa: BLE001 - answered as 500 without details, logged with traceback
+            response = internal_error(endpoint, err)
         finally:
             self.metrics.in_flight.dec()
         self.metrics.requests.labels(endpoint, str(response.status_code)).inc()
         self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
         return response
 
-    def _overloaded(self) -> JSONResponse:
-        return JSONResponse(
-            {"message": "service overloaded: too many requests are queued; retry later"},
-            status_code=503,
-            headers={"Retry-After": str(self.cfg.retry_after_s)},
-        )
+    async def _within_timeout(self, work: Callable[[], Awaitable[Response]], admit: bool) -> Response:
+        """``work()``, after waiting for an admission slot when ``admit``; 504 past request_timeout_s
+        (the cancellation reaches the model, which stops before its next forward pass)."""
 
-    def _authorize(self, request: Request) -> None:
-        if self._api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPError(401, "missing API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(token.strip().encode(), self._api_key.encode()):
-            raise HTTPError(401, "invalid API key", {"WWW-Authenticate": "Bearer"})
+        async def admitted() -> Response:
+            async with self.admission.slot():
+                return await work()
+
+        try:
+            return await asyncio.wait_for(admitted() if admit else work(), self.cfg.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPError(
+                504, f"request timed out after {self.cfg.request_timeout_s:g}s (request_timeout_s); "
+                "send fewer documents or retry later"
+            ) from None
 
     async def _parse(self, request: Request, model: type[M]) -> M:
-        """Read the body (bounded), decode JSON and validate it against ``model``."""
-        limit = self.cfg.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise HTTPError(413, f"request body of {declared} bytes exceeds max_request_bytes={limit}")
-        parts, size = [], 0
-        async for part in request.stream():
-            size += len(part)
-            if size > limit:
-                raise HTTPError(413, f"request body exceeds max_request_bytes={limit}")
-            parts.append(part)
-        body = b"".join(parts)
-        if not body.strip():
-            raise HTTPError(400, "request body is empty: send a JSON object")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise HTTPError(400, f"request body is not valid JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise HTTPError(422, f"request body must be a JSON object, got {type(data).__name__}")
+        """Read the body (bounded, checked JSON) and validate it against ``model``."""
+        data = await read_json_object(request, self.cfg.max_request_bytes)
         try:
             return model.model_validate(data)
         except ValidationError as err:
@@ -193,7 +163,7 @@ class Ingress:
         if n > self.cfg.max_documents:
             raise HTTPError(422, f"documents: {n} given, at most {self.cfg.max_documents} per request (max_documents)")
         self.metrics.documents.observe(n)
-        texts = [prompt_text(d) for d in req.documents]
+        texts = [prompt_text(d, req.rank_fields) for d in req.documents]
         scores, tokens = await self._score(req.query, texts, req.instruction, req.max_tokens_per_doc)
         order = sorted(range(n), key=lambda i: (-scores[i], i))[: req.top_n]
         results = []
@@ -210,26 +180,29 @@ class Ingress:
             "usage": {"total_tokens": tokens},
         })
 
-    @api.post("/v1/rerank", openapi_extra=_body_schema(RerankRequest), summary="Rerank documents (Cohere v1)")
+    @api.post("/v1/rerank", summary="Rerank documents (Cohere v1)", **RERANK_ROUTE)
     async def rerank_v1(self, request: Request) -> Response:
-        return await self._run("/v1/rerank", request, lambda: self._rerank(request, "1"))
+        return await self._run("/v1/rerank", request, lambda: self._rerank(request, "1"), admit=True)
 
-    @api.post("/v2/rerank", openapi_extra=_body_schema(RerankRequest), summary="Rerank documents (Cohere v2)")
+    @api.post("/v2/rerank", summary="Rerank documents (Cohere v2)", **RERANK_ROUTE)
     async def rerank_v2(self, request: Request) -> Response:
-        return await self._run("/v2/rerank", request, lambda: self._rerank(request, "2"))
+        return await self._run("/v2/rerank", request, lambda: self._rerank(request, "2"), admit=True)
 
-    @api.post("/rerank", openapi_extra=_body_schema(RerankRequest), summary="Rerank documents (Jina style)")
+    @api.post("/rerank", summary="Rerank documents (Jina style)", **RERANK_ROUTE)
     async def rerank(self, request: Request) -> Response:
-        return await self._run("/rerank", request, lambda: self._rerank(request, "2"))
+        return await self._run("/rerank", request, lambda: self._rerank(request, "2"), admit=True)
 
     # ------------------------------------------------------------------ search
     async def _search(self, request: Request) -> Response:
         req = await self._parse(request, SearchRequest)
         if self.retriever is None:
             raise HTTPError(404, "no BM25 index is configured for this deployment (set 'index' in the serve config)")
-        if req.candidates > self.cfg.max_candidates:
-            raise HTTPError(422, f"candidates: {req.candidates} asked, at most {self.cfg.max_candidates} (max_candidates)")
-        hits = await self.retriever.search.remote(req.query, req.candidates)
+        candidates = req.candidates
+        if "candidates" not in req.model_fields_set:  # the default, within this deployment's limit
+            candidates = min(candidates, self.cfg.max_candidates)
+        if candidates > self.cfg.max_candidates:
+            raise HTTPError(422, f"candidates: {candidates} asked, at most {self.cfg.max_candidates} (max_candidates)")
+        hits = await self.retriever.search.remote(req.query, candidates)
         self.metrics.documents.observe(len(hits))
         texts = [document_text({"title": h["title"], "text": h["text"]}) for h in hits]
         scores, tokens = await self._score(req.query, texts, req.instruction) if hits else ([], 0)
@@ -248,9 +221,10 @@ class Ingress:
             "usage": {"total_tokens": tokens},
         })
 
-    @api.post("/v1/search", openapi_extra=_body_schema(SearchRequest), summary="BM25 candidates, reranked")
+    @api.post("/v1/search", openapi_extra=body(SearchRequest), summary="BM25 candidates, reranked", response_model=None,
+              responses={200: {"model": SearchResponse}, **errors(400, 401, 404, 413, 422, 503, 504)})
     async def search(self, request: Request) -> Response:
-        return await self._run("/v1/search", request, lambda: self._search(request))
+        return await self._run("/v1/search", request, lambda: self._search(request), admit=True)
 
     # ------------------------------------------------------------------ service endpoints
     def _status(self) -> tuple[bool, dict[str, str]]:
@@ -275,7 +249,8 @@ class Ingress:
         }
         return JSONResponse(body, status_code=200 if healthy else 503)
 
-    @api.get("/health", summary="Model loaded and index open")
+    @api.get("/health", summary="Model loaded and index open (no API key needed)", response_model=None,
+             responses={200: {"model": Health}, 503: {"model": Health, "description": "not ready"}})
     async def health(self, request: Request) -> Response:
         return await self._run("/health", request, self._health, auth=False)
 
@@ -283,13 +258,42 @@ class Ingress:
         info = await self._info()
         return JSONResponse({"object": "list", "data": [{"object": "model", "owned_by": "prorank", **info}]})
 
-    @api.get("/v1/models", summary="The served model")
+    @api.get("/v1/models", summary="The served model", response_model=None,
+             responses={200: {"model": ModelList}, **errors(401, 503, 504)})
     async def models(self, request: Request) -> Response:
         return await self._run("/v1/models", request, self._models)
 
-    @api.get("/metrics", summary="Prometheus metrics")
+    @api.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, responses=errors(401))
     async def metrics_endpoint(self, request: Request) -> Response:
         async def render() -> Response:
             return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
         return await self._run("/metrics", request, render, timeout=False)
+
+    # ------------------------------------------------------------------ API description
+    def _spec(self, request: Request) -> dict[str, Any]:
+        if self._openapi is None:
+            self._openapi = build_openapi(api, self.cfg, self._api_key is not None, request.scope.get("root_path", ""))
+        return self._openapi
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self, request: Request) -> Response:
+        async def spec() -> Response:
+            return JSONResponse(self._spec(request))
+
+        return await self._run("/openapi.json", request, spec, timeout=False)
+
+    async def _page(self, request: Request, path: str, render: Callable[..., Response], kind: str) -> Response:
+        async def page() -> Response:
+            url = request.scope.get("root_path", "") + "/openapi.json"
+            return render(openapi_url=url, title=f"{api.title} - {kind}")
+
+        return await self._run(path, request, page, timeout=False)
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self, request: Request) -> Response:
+        return await self._page(request, "/docs", get_swagger_ui_html, "Swagger UI")
+
+    @api.get("/redoc", include_in_schema=False)
+    async def redoc(self, request: Request) -> Response:
+        return await self._page(request, "/redoc", get_redoc_html, "ReDoc")

@@ -1,10 +1,9 @@
 """Prometheus metrics of one ingress replica, served at ``GET /metrics``.
 
-Request counts and latencies by endpoint and status, documents per request, pairs and tokens
-scored, and the size of the model batches the requests were scored in (each model batch is
-counted once: the model marks one chunk per batch). Requests the HTTP proxy rejects before they
-reach the ingress (503 when its queue is full) appear in Ray Serve's own metrics
-(``ray_serve_num_http_error_requests``), exported by Ray's metrics agent.
+Request counts (503s of an overloaded replica included) and latencies by endpoint and status,
+requests in flight and waiting for a slot, documents per request, pairs and tokens scored, and
+the size of the model batches the requests were scored in (each model batch is counted once:
+the model marks one chunk per batch).
 """
 
 from __future__ import annotations
@@ -31,6 +30,9 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )
         self.in_flight = Gauge("prorank_requests_in_flight", "Requests being handled", registry=r)
+        self.queued = Gauge(
+            "prorank_requests_queued", "Requests waiting for a slot (max_ongoing_requests taken)", registry=r
+        )
         self.documents = Histogram(
             "prorank_documents_per_request", "Documents reranked per request", buckets=SIZE_BUCKETS, registry=r
         )

@@ -3,11 +3,17 @@
 The ingress cuts every request into chunks (``ServeConfig.chunk_size`` pairs) and calls
 :meth:`RerankerModel.score` once per chunk. ``@serve.batch`` gathers chunks from all concurrent
 requests (up to ``max_batch_size`` pairs, waiting at most ``batch_wait_timeout_s``); the whole
-batch is encoded, length-sorted and scored with ``Reranker.score_token_ids``, so padding stays
-small however the pairs arrived, and on a CPU several forward passes run at once (``streams``).
-Encoding and the forward passes run on worker threads: the
-replica's event loop keeps accepting requests and answering health checks meanwhile, and with
-two batches in flight the next batch is tokenized while the current one runs on the model.
+batch is encoded, length-sorted and cut into forward passes of ``batch_size`` pairs, so padding
+stays small however the pairs arrived, and on a CPU several forward passes run at once
+(``streams``). Encoding and the forward passes run on worker threads: the replica's event loop
+keeps accepting requests and answering health checks meanwhile, and with two batches in flight
+the next batch is tokenized while the current one runs on the model.
+
+Cancellation: when a request is cancelled (its client timed out with 504 or went away), Ray
+cancels its chunk calls here; a chunk still queued never enters a batch, and a chunk already in
+a batch stops being tokenized (within ``ENCODE_SLICE`` documents) and has its pairs dropped
+before each next forward pass (the passes under way finish), so the replica is free for other
+requests at once.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from ray import serve
 from prorank.config import from_dict
 from prorank.prompt import PROMPT_VERSION
 from prorank.serve.config import ServeConfig
+from prorank.serve.loopback import keep_replica_servers_on_loopback
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,19 @@ class ScoreResult:
     error: str | None = None  # the chunk's input could not be encoded (e.g. instruction too long)
 
 
-def _pairs_in(chunks: list[ScoreChunk]) -> int:
-    return sum(len(c.documents) for c in chunks)
+ENCODE_SLICE = 64  # documents tokenized per call; a cancelled chunk stops between calls
+
+
+@dataclass
+class _Job:
+    """A chunk in a batch, and whether the request it belongs to still wants it."""
+
+    chunk: ScoreChunk
+    cancelled: bool = False
+
+
+def _pairs_in(jobs: list[_Job]) -> int:
+    return sum(len(job.chunk.documents) for job in jobs)
 
 
 def _available_cores() -> int:
@@ -68,6 +86,7 @@ class RerankerModel:
 
         from prorank.reranker import Reranker
 
+        keep_replica_servers_on_loopback()
         self.cfg = from_dict(ServeConfig, cfg, "serve config")
         threads = self.cfg.num_threads or _available_cores()
         torch.set_num_threads(threads)
@@ -102,8 +121,8 @@ class RerankerModel:
             "prompt_version": PROMPT_VERSION,
             "metadata": {k: v for k, v in self.reranker.metadata.items() if isinstance(v, (str, int, float, bool))},
         }
-        self.score.set_max_batch_size(self.cfg.max_batch_size)
-        self.score.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+        self._score_batch.set_max_batch_size(self.cfg.max_batch_size)
+        self._score_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
 
     def info(self) -> dict[str, Any]:
         """What ``/v1/models`` reports about this replica's model."""
@@ -120,38 +139,76 @@ class RerankerModel:
         ids = self.reranker.tokenizer(text, add_special_tokens=False)["input_ids"]
         return text if len(ids) <= max_tokens else self.reranker.tokenizer.decode(ids[:max_tokens])
 
-    def _encode(self, chunks: list[ScoreChunk]) -> list[list[list[int]] | str]:
-        """Prompt token ids per chunk, or an error message for a chunk that cannot be encoded.
-
-        A bad chunk fails alone: the other requests in the batch are scored as usual.
-        """
+    def _encode(self, jobs: list[_Job]) -> list[list[list[int]] | str | None]:
+        """Prompt token ids per chunk, an error message for a chunk that cannot be encoded, or
+        None for a cancelled one (checked every ``ENCODE_SLICE`` documents). A bad chunk fails
+        alone: the others are scored as usual."""
         builder = self.reranker.builder
-        out: list[list[list[int]] | str] = []
-        for c in chunks:
+        out: list[list[list[int]] | str | None] = []
+        for job in jobs:
+            c = job.chunk
+            ids: list[list[int]] = []
             try:
-                docs = [(c.query, self._truncate(d, c.max_tokens_per_doc)) for d in c.documents]
-                out.append([e.input_ids for e in builder.encode_many(docs, c.instruction)])
+                for start in range(0, len(c.documents), ENCODE_SLICE):
+                    if job.cancelled:
+                        break
+                    docs = [(c.query, self._truncate(d, c.max_tokens_per_doc))
+                            for d in c.documents[start : start + ENCODE_SLICE]]
+                    ids += [e.input_ids for e in builder.encode_many(docs, c.instruction)]
             except (ValueError, TypeError) as err:
                 out.append(str(err))
+                continue
+            out.append(None if job.cancelled else ids)
         return out
 
-    def _score(self, prompts: list[list[int]]) -> list[float]:
-        raw = self.reranker.score_token_ids(prompts)
-        if self.cfg.normalize:
-            return [1.0 / (1.0 + math.exp(-s)) for s in raw]
-        return raw
+    def _forward(self, prompts: list[list[int]], owners: list[_Job]) -> list[float | None]:
+        """Raw scores of ``prompts`` (None for those whose request was cancelled meanwhile).
+
+        The same forward passes as ``Reranker.score_token_ids`` (length-sorted, ``batch_size``
+        prompts each, ``streams`` at once), each one first dropping the prompts of cancelled jobs.
+        """
+        from prorank.streams import run_streams  # torch: never imported by the ingress
+
+        reranker = self.reranker
+        size = reranker.batch_size
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+        passes = [order[start : start + size] for start in range(0, len(order), size)]
+
+        def run(indices: list[int]) -> tuple[list[int], list[float]]:
+            live = [i for i in indices if not owners[i].cancelled]
+            return live, reranker.score_token_ids([prompts[i] for i in live]) if live else []
+
+        scores: list[float | None] = [None] * len(prompts)
+        for live, values in run_streams(run, passes, reranker.effective_streams):
+            for i, value in zip(live, values):
+                scores[i] = 1.0 / (1.0 + math.exp(-value)) if self.cfg.normalize else value
+        return scores
+
+    async def score(self, chunk: ScoreChunk) -> ScoreResult:
+        """Scores of one chunk, computed in a batch with the chunks of concurrent requests."""
+        job = _Job(chunk)
+        try:
+            return await self._score_batch(job)
+        except asyncio.CancelledError:
+            job.cancelled = True  # read by the batch before each forward pass
+            raise
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.01, max_concurrent_batches=2, batch_size_fn=_pairs_in)
-    async def score(self, chunks: list[ScoreChunk]) -> list[ScoreResult]:
+    async def _score_batch(self, jobs: list[_Job]) -> list[ScoreResult]:
         """Score a batch of chunks from concurrent requests; one result per chunk."""
         loop = asyncio.get_running_loop()
-        encoded = await loop.run_in_executor(self._encode_pool, self._encode, chunks)
-        prompts = [p for item in encoded if not isinstance(item, str) for p in item]
-        scores = await loop.run_in_executor(self._model_pool, self._score, prompts) if prompts else []
+        encoded = await loop.run_in_executor(self._encode_pool, self._encode, jobs)
+        prompts, owners = [], []
+        for job, item in zip(jobs, encoded):
+            if isinstance(item, list):
+                prompts += item
+                owners += [job] * len(item)
+        scores = await loop.run_in_executor(self._model_pool, self._forward, prompts, owners) if prompts else []
         results, start = [], 0
+        first = next((i for i, item in enumerate(encoded) if item is not None), -1)
         for i, item in enumerate(encoded):
-            common = dict(batch_pairs=len(prompts), batch_chunks=len(chunks), first_in_batch=i == 0)
-            if isinstance(item, str):
+            common = dict(batch_pairs=len(prompts), batch_chunks=len(jobs), first_in_batch=i == first)
+            if not isinstance(item, list):  # cancelled (nobody reads it) or not encodable
                 results.append(ScoreResult(scores=[], tokens=[], error=item, **common))
                 continue
             end = start + len(item)

@@ -12,6 +12,8 @@ from typing import Any
 
 from ray import serve
 
+from prorank.serve.loopback import keep_replica_servers_on_loopback
+
 
 @serve.deployment(name="BM25Retriever", max_ongoing_requests=32, health_check_period_s=10)
 class BM25Retriever:
@@ -19,6 +21,7 @@ class BM25Retriever:
 
     def __init__(self, index_dir: str) -> None:
         """``index_dir``: a Lucene index folder or a pyserini prebuilt index name."""
+        keep_replica_servers_on_loopback()
         self.index_dir = index_dir
         self._pool = ThreadPoolExecutor(1, "prorank-bm25")
         self._searcher = self._pool.submit(self._open).result()

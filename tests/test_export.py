@@ -140,3 +140,13 @@ def test_cli_export(tiny_model_dir, tmp_path, capsys) -> None:
     assert "exported" in capsys.readouterr().out
     assert cli(["export", str(tiny_model_dir), str(out)]) == 2  # exists, no --overwrite
     assert "overwrite" in capsys.readouterr().err
+
+
+def test_exported_files_have_the_usual_mode(exported) -> None:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in exported.iterdir() if path.is_file()}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~mask, modes
+    assert set(modes.values()) == {0o666 & ~mask}, modes

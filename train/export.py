@@ -37,6 +37,7 @@ positions), so scores agree within float rounding (tested to 1e-4).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -246,6 +247,7 @@ def main(cfg: ExportConfig) -> Path:
     with atomic_dir(out) as tmp:
         seq.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _new_file_modes(tmp)
         atomic_write_text(tmp / SCORE_TEMPLATE_FILE, template)
         atomic_write_json(tmp / EXPORT_PROMPT_FILE, card)
         atomic_write_json(
@@ -263,6 +265,16 @@ def main(cfg: ExportConfig) -> Path:
             _README.format(checkpoint=cfg.checkpoint, version=PROMPT_VERSION, out=out, max_length=cfg.max_length),
         )
     return out
+
+
+def _new_file_modes(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a new file gets (0644 under umask 022): transformers
+    writes ``model.safetensors`` as 0600 (a temporary file renamed), the other files as 0644."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            os.chmod(path, 0o666 & ~mask)
 
 
 def load_prompt_card(path: str | Path) -> dict[str, Any]:

@@ -24,11 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fields = p.add_argument_group("config fields (override the YAML)")
     for f in dataclasses.fields(ServeConfig):
         flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        help_text = f.metadata["help"]
+        if "(default" not in help_text:  # a field whose help does not explain its default
+            default = "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else f.default
+            help_text += f" (default: {default})"
+        help_text = help_text.replace("%", "%%")
         if f.type in (bool, "bool"):  # a bare boolean flag (--normalize) means true
             fields.add_argument(*flags, dest=f"field_{f.name}", default=argparse.SUPPRESS,
-                                metavar="true|false", nargs="?", const="true")
+                                metavar="true|false", nargs="?", const="true", help=help_text)
         else:
-            fields.add_argument(*flags, dest=f"field_{f.name}", default=argparse.SUPPRESS, metavar="VALUE")
+            fields.add_argument(*flags, dest=f"field_{f.name}", default=argparse.SUPPRESS, metavar="VALUE",
+                                help=help_text)
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="more overrides as field=value")
     p.set_defaults(func=_run)
 
