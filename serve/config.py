@@ -46,11 +46,16 @@ class ServeConfig:
     # -- the model replica
     device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda when the replica sees a GPU, else cpu)")
     dtype: str | None = option(None, "float32, bfloat16, float16 (default: bf16 on CUDA, float32 elsewhere)")
-    max_length: int = option(512, "prompt tokens; longer documents are truncated by tokens")
+    max_length: int | None = option(None, "prompt tokens; longer documents are truncated by tokens "
+                                    "(default: the checkpoint's training length, else 512)")
     batch_size: int | None = option(None, "pairs per forward pass (default: the device's, 1 on CPU, 32 on CUDA)")
     streams: int | None = option(None, "forward passes in flight at once, a thread each "
                                  "(default: one per torch thread on CPU, 1 on GPU)")
     normalize: bool = option(False, "relevance_score = sigmoid(logit('1') - logit('0')) in [0, 1]")
+    fusion: str | None = option(None, "/v1/search: none, interpolate or rrf with BM25 (default: the "
+                                "checkpoint's dev-tuned fusion; none for a plain model)")
+    fusion_weight: float | None = option(None, "/v1/search: BM25's share of the fusion in [0, 1] "
+                                         "(default: the checkpoint's)")
     num_threads: int | None = option(None, "torch threads per replica (default: every core the replica sees)")
     compile: bool = option(False, "torch.compile the decoder layers (slower start, faster batches; warmed up at start)")
     # -- dynamic batching across concurrent requests (@serve.batch)
@@ -80,17 +85,23 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         positive_ints = (
-            "port", "max_length", "max_batch_size", "ingress_replicas",
+            "port", "max_batch_size", "ingress_replicas",
             "max_documents", "max_candidates", "max_request_bytes", "max_ongoing_requests",
         )
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"serve config: {name} must be a positive integer, got {value!r}")
-        for name in ("batch_size", "streams"):
+        for name in ("batch_size", "streams", "max_length"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"serve config: {name} must be a positive integer or null, got {value!r}")
+        from prorank.fusion import Fusion
+
+        try:
+            Fusion(self.fusion or "none", 0.0 if self.fusion_weight is None else self.fusion_weight)
+        except ValueError as err:
+            raise ConfigError(f"serve config: {err}") from None
         if self.port > 65535:
             raise ConfigError(f"serve config: port must be <= 65535, got {self.port}")
         if self.max_queued_requests < -1:

@@ -25,6 +25,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from prorank.config import from_dict
+from prorank.fusion import Fusion, descending
 from prorank.prompt import document_text
 from prorank.serve.admission import Admission
 from prorank.serve.auth import authorize
@@ -165,7 +166,7 @@ class Ingress:
         self.metrics.documents.observe(n)
         texts = [prompt_text(d, req.rank_fields) for d in req.documents]
         scores, tokens = await self._score(req.query, texts, req.instruction, req.max_tokens_per_doc)
-        order = sorted(range(n), key=lambda i: (-scores[i], i))[: req.top_n]
+        order = descending(scores)[: req.top_n]
         results = []
         for i in order:
             item: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
@@ -206,11 +207,12 @@ class Ingress:
         self.metrics.documents.observe(len(hits))
         texts = [document_text({"title": h["title"], "text": h["text"]}) for h in hits]
         scores, tokens = await self._score(req.query, texts, req.instruction) if hits else ([], 0)
-        order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))[: req.top_n]
+        fusion = Fusion.from_dict((await self._info())["fusion"])  # the checkpoint's, or the config's
+        fused = fusion.fuse(scores, [h["bm25_score"] for h in hits]) if fusion.active else scores
         results = [
-            {"docid": hits[i]["docid"], "relevance_score": scores[i], "bm25_score": hits[i]["bm25_score"],
-             "bm25_rank": i + 1, "title": hits[i]["title"], "text": hits[i]["text"]}
-            for i in order
+            {"docid": hits[i]["docid"], "relevance_score": fused[i], "model_score": scores[i],
+             "bm25_score": hits[i]["bm25_score"], "bm25_rank": i + 1, "title": hits[i]["title"], "text": hits[i]["text"]}
+            for i in descending(fused)[: req.top_n]
         ]
         return JSONResponse({
             "id": str(uuid.uuid4()),

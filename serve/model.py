@@ -98,6 +98,8 @@ class RerankerModel:
             batch_size=self.cfg.batch_size,
             compile=self.cfg.compile,
             streams=self.cfg.streams,
+            fusion=self.cfg.fusion,
+            fusion_weight=self.cfg.fusion_weight,
         )
         if self.cfg.compile:  # compile now (two lengths: the dynamic-shape graph), not in a request
             for doc in ("warm-up", "a longer warm-up document " * 8):
@@ -112,10 +114,11 @@ class RerankerModel:
             "fingerprint": self.reranker.fingerprint,
             "device": str(self.reranker.device),
             "dtype": str(next(self.reranker.model.parameters()).dtype).replace("torch.", ""),
-            "max_length": self.cfg.max_length,
+            "max_length": self.reranker.max_length,
             "batch_size": self.reranker.batch_size,
             "streams": self.reranker.effective_streams,  # this thread has the model thread's torch threads
             "normalize": self.cfg.normalize,
+            "fusion": self.reranker.fusion.to_dict(),  # /v1/search: model score fused with BM25's
             "compiled": self.cfg.compile,
             "torch_threads": threads,
             "prompt_version": PROMPT_VERSION,

@@ -53,7 +53,8 @@ class RerankResponse(BaseModel):
 
 class SearchResult(BaseModel):
     docid: str
-    relevance_score: float
+    relevance_score: float  # what the ranking used: the model's score fused with BM25's (see fusion)
+    model_score: float  # the model's own score
     bm25_score: float
     bm25_rank: int
     title: str

@@ -194,6 +194,12 @@ def test_config_files_load() -> None:
         assert cfg.loss in ("listwise", "bce", "ranknet", "kl", "margin_mse") or isinstance(cfg.loss, dict)
     cpu = load_config(ScoreConfig, REPO / "configs" / "score-cpu.yaml")
     assert cpu.max_length == 256 and cpu.model == "smollm2-135m-instruct"
+    assert [s.dataset for s in cpu.datasets] == ["scifact", "nfcorpus"] and cpu.teacher == "all-minilm-l6-v2"
+    from prorank.config import load_config as load
+    from prorank.train.pipeline import PipelineConfig
+
+    pipeline = load(PipelineConfig, REPO / "configs" / "pipeline-cpu.yaml")
+    assert pipeline.score_config == "configs/score-cpu.yaml" and pipeline.warmup is None
     with pytest.raises(ConfigError, match="unknown"):
         load_config(ScoreConfig, REPO / "configs" / "score-cpu.yaml", ["--learning_rat", "1"])
     with pytest.raises(ValueError, match="loss"):

@@ -3,7 +3,8 @@
 * ``main`` at ``/``: the tiny random model, a real BM25 index of cranfield, small limits
   (max_documents=50, max_request_bytes=1 MB) and chunks of 4 pairs batched up to 16 pairs.
 * ``strict`` at ``/strict``: an API key, the same index, max_length 512 (room for any
-  instruction a schema-driven test sends), at most 2 scoring requests at a time with 1 waiting.
+  instruction a schema-driven test sends), at most 2 scoring requests at a time with 1 waiting,
+  /v1/search fusing the model's scores with BM25's (interpolate, BM25 weight 0.3).
 * ``slow`` at ``/slow``: a 3 s request timeout, one-pair forward passes on one thread, and room
   for 2,000 long documents in one batch, so a large request outlasts its timeout on any machine.
 
@@ -69,7 +70,7 @@ def service(tiny_model_dir, cranfield_index):
         **tiny, model_name="tiny-strict", app_name="strict", route_prefix="/strict", index=str(cranfield_index),
         max_length=512, batch_size=4, max_batch_size=16, max_documents=20, max_candidates=50,
         max_ongoing_requests=2, max_queued_requests=1, retry_after_s=2, request_timeout_s=120,
-        api_key_env=API_KEY_ENV, normalize=True,
+        api_key_env=API_KEY_ENV, normalize=True, fusion="interpolate", fusion_weight=0.3,
     )
     slow_cfg = ServeConfig(
         **tiny, model_name="tiny-slow", app_name="slow", route_prefix="/slow", max_length=512,

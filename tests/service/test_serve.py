@@ -120,9 +120,34 @@ def test_search_reranks_bm25_candidates(client, cranfield, cranfield_index, tiny
     for x in results:
         assert x["docid"] in expected
         assert x["relevance_score"] == pytest.approx(expected[x["docid"]], abs=1e-4)
+        assert x["model_score"] == x["relevance_score"]  # a plain model: no fusion
         assert x["bm25_score"] == pytest.approx(bm25[x["bm25_rank"] - 1].score, rel=1e-5)
         assert x["text"] == cranfield.corpus[x["docid"]]["text"]
     assert body["meta"]["billed_units"]["input_tokens"] > 0
+
+
+def test_search_fuses_model_and_bm25_scores(client, cranfield, cranfield_index, tiny_model_dir):
+    """The strict app fuses (interpolate, BM25 weight 0.3): the ranking follows the fused score."""
+    from prorank import Reranker
+    from prorank.fusion import interpolate
+    from prorank.retrieval.bm25 import BM25Searcher
+
+    from .clients import AUTH
+
+    query = cranfield.queries[sorted(cranfield.queries)[1]]
+    r = client.post("/strict/v1/search", json={"query": query, "top_n": 20, "candidates": 20}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    bm25 = BM25Searcher(cranfield_index).search(query, 20)
+    strict_model = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=512, normalize=True)
+    model = strict_model.score(query, [cranfield.corpus[h.docid] for h in bm25])
+    fused = dict(zip([h.docid for h in bm25], interpolate(model, [h.score for h in bm25], 0.3)))
+    assert [x["docid"] for x in results] == sorted(fused, key=lambda d: (-fused[d], [h.docid for h in bm25].index(d)))
+    for x in results:
+        assert x["relevance_score"] == pytest.approx(fused[x["docid"]], abs=1e-4)
+        assert x["model_score"] == pytest.approx(model[x["bm25_rank"] - 1], abs=1e-4)
+    info = client.get("/strict/v1/models", headers=AUTH).json()
+    assert info["data"][0]["fusion"] == {"method": "interpolate", "weight": 0.3}
 
 
 def test_search_errors(client, service):
