@@ -164,34 +164,35 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         raise ConfigError(f"{source}: {err}") from None
 
 
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping at the top of YAML file ``path`` (empty file: ``{}``); errors name the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return loaded
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
     overrides: Sequence[str] | dict[str, Any] | None = None,
 ) -> T:
     """Read YAML ``path`` (optional), apply ``overrides`` and build ``cls``."""
-    data: dict[str, Any] = {}
-    source = "config"
-    if path is not None:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = loaded
+    data = read_yaml(path) if path is not None else {}
     if overrides:
         pairs = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
         for key, value in pairs.items():
             _apply_dotted(data, key, value)
-    return from_dict(cls, data, source)
+    return from_dict(cls, data, str(path) if path is not None else "config")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

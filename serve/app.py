@@ -24,6 +24,7 @@ from ray import serve
 from ray.serve.config import AutoscalingConfig
 
 from prorank.config import ConfigError
+from prorank.registry import looks_like_path
 from prorank.serve.admission import ray_max_ongoing_requests
 from prorank.serve.config import ServeConfig, config_dict, config_from_args
 from prorank.serve.ingress import Ingress
@@ -79,7 +80,7 @@ def _wait_for_stop() -> None:
 def check_paths(cfg: ServeConfig) -> None:
     """Fail fast on a model or index path that does not exist (instead of failing replicas)."""
     model = Path(cfg.model).expanduser()
-    if not model.exists() and (cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1):
+    if not model.exists() and looks_like_path(cfg.model):
         raise ConfigError(f"serve config: model {cfg.model!r} does not exist")
     if cfg.index is not None:
         from prorank.retrieval.index import is_lucene_index

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
-from prorank.config import ConfigError, from_dict, parse_overrides
+from prorank.config import ConfigError, from_dict, parse_overrides, read_yaml
 
 IMPORT_PATH = "prorank.serve.app:app_builder"
 
@@ -180,15 +178,7 @@ def load_serve_config(
     source = "serve config"
     if path is not None:
         source = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from None
-        loaded = loaded or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+        loaded = read_yaml(path)
         data = _flatten_serve_yaml(loaded, source) if "applications" in loaded else loaded
     if overrides:
         pairs = overrides if isinstance(overrides, dict) else parse_overrides(overrides)

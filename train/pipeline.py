@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from prorank.config import load_config, to_dict
+from prorank.config import load_config, read_yaml, to_dict
 
 __all__ = ["PipelineConfig", "flatten", "main"]
 
@@ -64,15 +64,7 @@ def flatten(block: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _stage_config(cls: type, path: str | None, overrides: Mapping[str, Any], defaults: Mapping[str, Any]) -> Any:
     """Load ``cls`` from ``path`` + ``overrides``; ``defaults`` fill keys neither of them sets."""
-    in_file: set[str] = set()
-    if path is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise FileNotFoundError(f"config file not found: {path}") from None
-        in_file = set(loaded) if isinstance(loaded, dict) else set()
+    in_file = set(read_yaml(path)) if path is not None else set()
     merged = {k: v for k, v in defaults.items() if k not in in_file and k not in overrides}
     merged.update(flatten(overrides))
     return load_config(cls, path, merged)
