@@ -56,3 +56,37 @@ def test_console_script_runs():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "smollm2-135m-instruct" in result.stdout
+
+
+def test_rank_batch_mode_reranks_a_trec_run(tmp_path, tiny_model_dir, data_dir, capsys):
+    """A first-stage TREC run in, the reranked TREC run out (the top-k reordered by the model)."""
+    from prorank import Reranker
+    from prorank.cli import main as cli
+    from prorank.data import load_corpus, load_queries
+    from prorank.evaluation.trec import read_run, write_run
+
+    corpus = load_corpus(data_dir / "adi" / "corpus.jsonl")
+    ids = sorted(corpus)[:6]
+    first = {"1": [(d, 10.0 - i) for i, d in enumerate(ids)], "2": [(d, 5.0 - i) for i, d in enumerate(ids[:4])]}
+    write_run(tmp_path / "bm25.trec", first, tag="bm25")
+    out = tmp_path / "reranked.trec"
+    assert cli(["rank", "--model", str(tiny_model_dir), "--run", str(tmp_path / "bm25.trec"), "--dataset",
+                str(data_dir / "adi"), "--output", str(out), "--top-k", "3", "--max-length", "128",
+                "--cache", "none"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["queries"] == 2 and summary["scored"] == 6
+    reranked = read_run(out)
+    r = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128)
+    queries = load_queries(data_dir / "adi" / "queries.jsonl")
+    for qid, hits in first.items():
+        head = [d for d, _ in hits[:3]]
+        scores = r.score(queries[qid], [corpus[d] for d in head])
+        got = sorted(reranked[qid], key=lambda d: -reranked[qid][d])
+        assert got[:3] == [head[i] for i in sorted(range(3), key=lambda i: (-scores[i], i))]
+        assert got[3:] == [d for d, _ in hits[3:]]  # the rest keeps the first stage's order
+    # bad input fails before any model is loaded
+    assert cli(["rank", "--run", str(tmp_path / "bm25.trec"), "--dataset", str(data_dir / "adi")]) == 2
+    assert cli(["rank", "--query", "q", "--docs", str(tmp_path / "bm25.trec"), "--top-k", "0"]) == 2
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert cli(["rank", "--query", "q", "--docs", str(empty)]) == 2

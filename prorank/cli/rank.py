@@ -39,9 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="alias, hub id, folder, .gguf, LoRA adapter or checkpoint "
                         "(default: %(default)s)")
-    parser.add_argument("--query", required=True, help="the query text")
-    parser.add_argument("--docs", required=True, help="documents file (.jsonl or one per line; - for stdin)")
-    parser.add_argument("--top-k", type=int, default=None, help="keep only the best K")
+    parser.add_argument("--query", help="the query text (one query: with --docs)")
+    parser.add_argument("--docs", help="documents file (.jsonl or one per line; - for stdin)")
+    batch = parser.add_argument_group("batch mode: rerank a first-stage TREC run (pyserini style)")
+    batch.add_argument("--run", help="TREC run file of the first stage (qid Q0 docid rank score tag)")
+    batch.add_argument("--dataset", help="BEIR folder or name holding queries.jsonl and corpus.jsonl")
+    batch.add_argument("--output", help="TREC run file to write (the reranked run)")
+    batch.add_argument("--cache", default=None,
+                       help="score cache file (default $PRORANK_HOME/cache/scores.sqlite; 'none' disables)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="keep only the best K (batch mode: rerank each query's top K, default 100)")
     parser.add_argument("--instruction", default=None, help="optional task instruction line")
     parser.add_argument("--return-documents", action="store_true", help="include document text")
     parser.add_argument("--normalize", action="store_true", help="sigmoid scores in [0, 1]")
@@ -56,13 +63,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from prorank import Reranker
 
-    docs = read_documents(args.docs)  # everything is checked before the model loads
-    if not docs:
-        raise ValueError(f"--docs {args.docs}: no documents to rank")
-    for name in ("top_k", "max_length", "batch_size"):
+    for name in ("top_k", "max_length", "batch_size"):  # everything is checked before the model loads
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.run is not None:
+        return _run_batch(args)
+    if args.query is None or args.docs is None:
+        raise ValueError("give --query and --docs (one query), or --run, --dataset and --output (batch mode)")
+    docs = read_documents(args.docs)
+    if not docs:
+        raise ValueError(f"--docs {args.docs}: no documents to rank")
     reranker = Reranker.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
         batch_size=args.batch_size, normalize=args.normalize,
@@ -76,4 +87,38 @@ def _run(args: argparse.Namespace) -> int:
             item["document"] = r.document
         out.append(item)
     print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    """Rerank every query of a first-stage TREC run; write the reranked run (TREC)."""
+    from prorank import Reranker
+    from prorank.data import load_corpus, load_queries, resolve_dataset
+    from prorank.evaluation.cache import open_cache
+    from prorank.evaluation.rerank import rerank_run
+    from prorank.evaluation.trec import read_run, write_run
+    from prorank.retrieval.bm25 import Hit
+
+    if args.dataset is None or args.output is None:
+        raise ValueError("batch mode needs --dataset (queries and corpus) and --output (the reranked run)")
+    folder = resolve_dataset(args.dataset)
+    queries, corpus = load_queries(folder / "queries.jsonl"), load_corpus(folder / "corpus.jsonl")
+    run = read_run(args.run)
+    missing = sorted(q for q in run if q not in queries)
+    if missing:
+        raise ValueError(f"--run {args.run}: {len(missing)} query id(s) not in {folder}/queries.jsonl, e.g. {missing[:3]}")
+    candidates = {q: [Hit(d, s) for d, s in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))]
+                  for q, docs in run.items()}
+    reranker = Reranker.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
+                                        batch_size=args.batch_size, normalize=args.normalize)
+    cache = open_cache(args.cache)
+    try:
+        reranked, stats = rerank_run(reranker, queries, candidates, corpus, args.top_k or 100, cache=cache,
+                                     instruction=args.instruction)
+    finally:
+        if cache is not None:
+            cache.close()
+    write_run(args.output, reranked, tag="prorank-rerank")
+    print(json.dumps({"queries": len(reranked), "pairs": stats.pairs, "scored": stats.scored,
+                      "cached": stats.cached, "output": args.output}))
     return 0

@@ -120,3 +120,12 @@ class ScoreCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_cache(path: str | os.PathLike | None = None) -> "ScoreCache | None":
+    """The score cache at ``path`` (default ``$PRORANK_HOME/cache/scores.sqlite``); ``"none"``: no cache."""
+    if path is not None and str(path).lower() == "none":
+        return None
+    from prorank.paths import prorank_home
+
+    return ScoreCache(path or prorank_home() / "cache" / "scores.sqlite")
