@@ -143,10 +143,6 @@ def main(cfg: AblationConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from prorank.config import load_config
+    from prorank.config import config_from_argv
 
-    args = sys.argv[1:]
-    path = None
-    if args[:1] == ["--config"]:
-        path, args = args[1], args[2:]
-    main(load_config(AblationConfig, path, args))
+    main(config_from_argv(AblationConfig, sys.argv[1:]))

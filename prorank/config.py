@@ -195,6 +195,17 @@ def load_config(
     return from_dict(cls, data, str(path) if path is not None else "config")
 
 
+def config_from_argv(cls: type[T], argv: Sequence[str]) -> T:
+    """``cls`` from a script's arguments: an optional leading ``--config FILE``, then overrides."""
+    args = list(argv)
+    path = None
+    if args[:1] == ["--config"]:
+        if len(args) < 2:
+            raise ConfigError("--config needs a file")
+        path, args = args[1], args[2:]
+    return load_config(cls, path, args)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain-dict view of a config dataclass (for metadata and logs)."""
     return dataclasses.asdict(cfg)
