@@ -164,6 +164,16 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         raise ConfigError(f"{source}: {err}") from None
 
 
+def check_positive(name: str, value: Any, optional: bool = False, error: type[Exception] = ValueError,
+                   where: str = "") -> Any:
+    """``value`` if it is a positive integer (or None when ``optional``), else ``error`` naming the field."""
+    if optional and value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise error(f"{where}{name} must be a positive integer{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping at the top of YAML file ``path`` (empty file: ``{}``); errors name the file."""
     try:
@@ -209,3 +219,60 @@ def config_from_argv(cls: type[T], argv: Sequence[str]) -> T:
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain-dict view of a config dataclass (for metadata and logs)."""
     return dataclasses.asdict(cfg)
+
+
+def describe_fields(cls: type) -> list[tuple[str, str, str]]:
+    """``(key, default, description)`` for every field of a config dataclass, in order.
+
+    The description is the field's ``metadata["help"]`` if it has one, else the comments the class's
+    source gives it: the comment after the field (continued by indented comment lines under it), and
+    comment-only lines right above it (a section header ``# --- name: ...`` counts for the field it
+    names) -- the one place each config
+    documents its keys, so ``--help`` and the code cannot disagree.
+    """
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        source = []
+    comments: dict[str, str] = {}
+    above: list[str] = []
+    last = None  # the field a deeper-indented comment line continues
+    for line in source:
+        text = line.strip()
+        if text.startswith("#"):
+            if last and (text.startswith("#  ") or len(line) - len(line.lstrip()) > 4):
+                comments[last] = f"{comments[last]} {text.lstrip('#').strip()}".strip()
+            elif above and text.startswith("#  "):  # a wrapped line of the comment above
+                above[-1] = f"{above[-1]} {text.lstrip('#').strip()}"
+            else:
+                above.append(text.lstrip("#").strip())
+                last = None
+            continue
+        last = None
+        match = re.match(r"\s{4}(\w+)\s*:[^#]*?(?:#\s*(.*))?$", line)
+        if match:
+            name = match.group(1)
+            header = [t[3:].strip() for t in above if t.startswith("---")]
+            lead = [t for t in above if not t.startswith("---")]
+            lead += [h[len(name) + 1:].strip() for h in header if h.startswith(f"{name}:")]
+            comments[name] = " ".join(lead + [match.group(2) or ""]).strip()
+            last = name
+        above = []
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = "(required)"
+        if dataclasses.is_dataclass(default):
+            default = dataclasses.asdict(default)
+        elif isinstance(default, list):
+            default = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in default]
+        shown = "null" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+        rows.append((f.name, shown, f.metadata.get("help") or comments.get(f.name, "")))
+    return rows

@@ -1,6 +1,6 @@
 """The public reranking API.
 
->>> r = Reranker.from_pretrained("smollm2-135m-instruct")          # doctest: +SKIP
+>>> r = Reranker.from_pretrained("prorank-smollm2-135m")          # doctest: +SKIP
 >>> r.rank("capital of France", ["Paris is ...", "Bananas ..."])   # doctest: +SKIP
 [RankResult(index=0, score=3.1, document=None), RankResult(index=1, score=-2.4, document=None)]
 """
@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from prorank.config import check_positive
 from prorank.fusion import Fusion, descending, resolve
 from prorank.loading import (
     default_batch_size,
@@ -70,11 +71,6 @@ class RankResult:
     model_score: float | None = None  # the model's own score, when fused with first-stage scores
 
 
-def _check_positive_or_none(name: str, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-
-
 def _check_documents(documents: Any) -> list[Document]:
     if isinstance(documents, (str, bytes)) or not isinstance(documents, Iterable):
         raise TypeError("documents must be a list of str or {'text': ...} mappings")
@@ -105,8 +101,8 @@ class Reranker:
         weight_files: Sequence[os.PathLike] = (),
         show_progress: bool = False,
     ) -> None:
-        _check_positive_or_none("batch_size", batch_size)
-        _check_positive_or_none("streams", streams)
+        check_positive("batch_size", batch_size, optional=True)
+        check_positive("streams", streams, optional=True)
         device = next(model.parameters()).device
         if batch_size is None:
             batch_size = default_batch_size(device)
@@ -337,7 +333,7 @@ class Reranker:
         With ``first_stage_scores`` (e.g. BM25's, one per document) and an active ``fusion``, the
         ranking uses the fused score; ``model_score`` keeps the model's own.
         """
-        _check_positive_or_none("top_k", top_k)
+        check_positive("top_k", top_k, optional=True)
         docs = _check_documents(documents)
         if first_stage_scores is not None:
             first_stage_scores = [float(x) for x in first_stage_scores]

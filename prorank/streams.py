@@ -18,6 +18,8 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
+from prorank.config import check_positive
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -53,8 +55,7 @@ def run_streams(
     Results follow ``items``; the first exception is raised after the remaining items are
     cancelled. ``on_done`` is called once per finished item, in the calling thread.
     """
-    if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
-        raise ValueError(f"streams must be a positive integer, got {streams!r}")
+    check_positive("streams", streams)
     active = min(streams, len(items))
     if active <= 1:
         results = []

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from prorank.config import ConfigError, from_dict, parse_overrides, read_yaml
+from prorank.config import ConfigError, check_positive, from_dict, parse_overrides, read_yaml
+from prorank.registry import DEFAULT_MODEL
 
 IMPORT_PATH = "prorank.serve.app:app_builder"
 
@@ -32,7 +33,7 @@ class ServeConfig:
     """Settings of one reranking application (model, index, batching, scaling, limits)."""
 
     # -- what is served
-    model: str = option("smollm2-135m-instruct", "alias, hub id, local folder, .gguf or checkpoint to serve")
+    model: str = option(DEFAULT_MODEL, "alias, hub id, local folder, .gguf or checkpoint to serve")
     model_name: str | None = option(None, "name reported in responses and /v1/models (default: model)")
     index: str | None = option(None, "pyserini BM25 index folder (from `prorank index`) for /v1/search")
     # -- where it listens (ignored under `serve run`/`serve deploy`: http_options rule there)
@@ -87,13 +88,9 @@ class ServeConfig:
             "max_documents", "max_candidates", "max_request_bytes", "max_ongoing_requests",
         )
         for name in positive_ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"serve config: {name} must be a positive integer, got {value!r}")
+            check_positive(name, getattr(self, name), error=ConfigError, where="serve config: ")
         for name in ("batch_size", "streams", "max_length"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"serve config: {name} must be a positive integer or null, got {value!r}")
+            check_positive(name, getattr(self, name), optional=True, error=ConfigError, where="serve config: ")
         from prorank.fusion import Fusion
 
         try:

@@ -74,3 +74,47 @@ def test_parse_overrides_forms():
         "a": 1, "b": "x", "flag": True, "c.d": [1, 2]}
     with pytest.raises(ConfigError):
         parse_overrides(["loose"])
+
+
+@dataclass
+class Documented:
+    # --- data
+    dataset: str = "scifact"  # BEIR folder or name
+    # how many queries (None: all)
+    max_queries: Optional[int] = None
+    window: list = field(default_factory=lambda: [0, 50])  # BM25 ranks [start, end)
+    #                                                        from which negatives are drawn
+    # --- loss: listwise or pairwise
+    loss: str = "listwise"
+    seed: int = field(default=0, metadata={"help": "random seed"})
+
+
+def test_describe_fields_reads_defaults_and_the_source_comments():
+    from prorank.config import describe_fields
+
+    assert describe_fields(Documented) == [
+        ("dataset", "scifact", "BEIR folder or name"),
+        ("max_queries", "null", "how many queries (None: all)"),
+        ("window", "[0, 50]", "BM25 ranks [start, end) from which negatives are drawn"),
+        ("loss", "listwise", "listwise or pairwise"),
+        ("seed", "0", "random seed"),
+    ]
+
+
+@pytest.mark.parametrize("stage", ["score", "warmup", "pipeline", "heldout"])
+def test_train_help_lists_every_config_key_with_its_default(stage, capsys):
+    import dataclasses
+    import importlib
+
+    from prorank.cli import main
+    from prorank.cli.train import COMMANDS
+
+    module, cls_name, _ = COMMANDS[stage]
+    cls = getattr(importlib.import_module(module), cls_name)
+    with pytest.raises(SystemExit):
+        main(["train", stage, "--help"])
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(cls):
+        assert f"\n  {f.name} = " in text, f.name
+    if stage == "score":
+        assert "  max_steps = 100\n      optimizer steps" in text

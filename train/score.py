@@ -66,8 +66,9 @@ class ScoreConfig:
     """Stage-2 settings; YAML keys equal these field names (see ``configs/score*.yaml``)."""
 
     model: str = "smollm2-135m-instruct"  # base model, or a stage-1 checkpoint (runs/warmup/model)
-    output_dir: str = "runs/score"
+    output_dir: str = "runs/score"  # model/ (the checkpoint), state/ (resume), log.jsonl, curves
     # --- data: BEIR collections (each with its split, mixed with seeded sampling), or JSONL groups
+    # training collections, each {dataset, split, max_queries, max_positives_per_query}
     datasets: list[DataSource] = field(default_factory=lambda: [DataSource("scifact")])
     dev: list[DataSource] = field(default_factory=list)  # dev queries, held out of matching training data
     data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
@@ -75,18 +76,18 @@ class ScoreConfig:
     max_groups: int | None = None  # cap after shuffling (either source)
     negatives: int = 3  # hard negatives per group (the group is 1 + negatives documents)
     negatives_pool: int = 8  # BM25 negatives mined per query; each group samples `negatives`
-    negatives_depth: int = 100
+    negatives_depth: int = 100  # BM25 results retrieved per query to mine negatives from
     negatives_window: list[int] = field(default_factory=lambda: [0, 100])  # ranks [start, end)
-    exclude_judged: bool = False
-    instruction: str | None = None
-    max_length: int = 512
+    exclude_judged: bool = False  # also never sample documents judged non-relevant
+    instruction: str | None = None  # optional task instruction line of the prompt
+    max_length: int = 512  # prompt tokens (also the checkpoint's default at inference)
     # --- teacher (distillation targets): dense encoder fused with BM25, see prorank.teacher
     teacher: str | None = None  # dense model alias/folder, e.g. all-minilm-l6-v2; null = no teacher
     teacher_bm25_weight: float | None = None  # null: tuned per collection on its training queries
     teacher_scale: float = 10.0  # teacher logits = scale x teacher score (in [0, 1] per query)
     # --- loss: a name of prorank.train.losses.LOSSES or a weighted mix {kl: 1.0, listwise: 0.5}
     loss: str | dict = "listwise"
-    temperature: float = 1.0
+    temperature: float = 1.0  # softmax temperature of the listwise and kl losses
     # --- optimisation
     learning_rate: float = 2e-5
     weight_decay: float = 0.0
@@ -102,20 +103,20 @@ class ScoreConfig:
     # with lora: also train the embedding rows of the answer labels "0" and "1" (PEFT trainable
     # tokens; with tied embeddings they are the output rows the score reads)
     train_answer_rows: bool = False
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # trade compute for memory (long prompts, big groups)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, no on CPU
     cpu: bool = False  # force CPU even when a GPU is visible
     num_threads: int | None = None  # torch CPU threads
     # --- periodic evaluation: nDCG@10 of reranked BM25 top-k on the dev queries
-    dev_top_k: int = 20
-    eval_every: int = 50
-    eval_at_start: bool = True
+    dev_top_k: int = 20  # BM25 candidates reranked per dev query
+    eval_every: int = 50  # steps between dev evaluations (and at the end)
+    eval_at_start: bool = True  # also evaluate the untrained model
     eval_batch_size: int | None = None  # pairs per forward pass; None = the device default
     fusion: Literal["interpolate", "none"] = "interpolate"  # tuned on dev, saved in the checkpoint
     # --- checkpoints and logs
     save_every: int = 50  # resume state every N steps (and at the end)
     resume: bool = True  # continue from output_dir/state when present
-    log_every: int = 1
+    log_every: int = 1  # steps between log.jsonl lines
     seed: int = 0
 
     def __post_init__(self) -> None:

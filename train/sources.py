@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from prorank.config import check_positive
 from prorank.data import BeirDataset, DatasetError, load_dataset
 
 
@@ -34,9 +35,7 @@ class DataSource:
         if not self.dataset:
             raise ValueError("datasets: a source needs a dataset (folder or name)")
         for name in ("max_queries", "max_positives_per_query"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer or null, got {value!r}")
+            check_positive(name, getattr(self, name), optional=True)
 
     @classmethod
     def from_string(cls, text: str) -> "DataSource":

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from prorank.config import check_positive
 from prorank.registry import DEFAULT_MODEL
 
 
@@ -64,9 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     from prorank import Reranker
 
     for name in ("top_k", "max_length", "batch_size"):  # everything is checked before the model loads
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        check_positive(f"--{name.replace('_', '-')}", getattr(args, name), optional=True)
     if args.run is not None:
         return _run_batch(args)
     if args.query is None or args.docs is None:

@@ -43,6 +43,24 @@ class _OverridesParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    config_class: tuple[str, str] | None = None  # (module, class) whose fields --help lists
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.config_class is None:
+            return text
+        from prorank.config import describe_fields
+
+        module_name, cls_name = self.config_class
+        try:
+            cls = getattr(importlib.import_module(module_name), cls_name)
+        except ModuleNotFoundError as err:
+            return f"{text}\n(config keys not listed: {err.name} is not installed; pip install 'prorank[train]')\n"
+        lines = [f"\nconfig keys ({cls_name}; YAML key = override key):"]
+        for name, default, description in describe_fields(cls):
+            lines.append(f"  {name} = {default}" + (f"\n      {description}" if description else ""))
+        return text + "\n".join(lines) + "\n"
+
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         namespace, extras = super().parse_known_args(args, namespace)
         namespace.overrides = list(getattr(namespace, "overrides", None) or []) + list(extras)
@@ -57,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tsub = parser.add_subparsers(dest="train_command", metavar="STAGE", parser_class=_OverridesParser)
     tsub.required = True
-    for name, (_, cls_name, help_text) in COMMANDS.items():
+    for name, (module_name, cls_name, help_text) in COMMANDS.items():
         p = tsub.add_parser(name, help=help_text, description=f"{help_text}. Config: {cls_name}.",
                             epilog=EPILOG)
         p.add_argument("--config", default=None, help="YAML config file")
@@ -68,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "(overrides then apply to the warmup config)")
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
+        p.config_class = (module_name, cls_name)
         p.set_defaults(func=_run, train_command=name, overrides=[])
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from prorank.config import check_positive
+
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
 QRELS_DIR = "qrels"
@@ -57,8 +59,7 @@ class BeirDataset:
 
     def judged_query_ids(self, max_queries: int | None = None) -> list[str]:
         """Ids of the queries with judgments, in natural id order; the first ``max_queries``."""
-        if max_queries is not None and (isinstance(max_queries, bool) or max_queries < 1):
-            raise ValueError(f"max_queries must be a positive integer or None, got {max_queries!r}")
+        check_positive("max_queries", max_queries, optional=True)
         qids = sorted(self.qrels, key=natural_key)
         return qids if max_queries is None else qids[:max_queries]
 

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from prorank.config import check_positive
 from prorank.retrieval.index import is_lucene_index, prebuilt_index
 from prorank.retrieval.java import java_class
 
@@ -39,9 +40,7 @@ def resolve_index(index: str | os.PathLike) -> Path:
 
 
 def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return k
+    return check_positive("k", k)
 
 
 class BM25Searcher:
