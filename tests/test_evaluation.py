@@ -207,3 +207,47 @@ def test_fused_run_interpolates_model_and_bm25_scores(home, tmp_path, tiny_model
     assert summary["datasets"]["adi"]["metrics"]["fused"] == pytest.approx(summary["datasets"]["adi"]["metrics"]["bm25"])
     with pytest.raises(ValueError, match="fusion_weight"):
         EvalConfig(datasets=["adi"], fusion="interpolate", fusion_weight=1.5)
+
+
+def test_eval_reranks_a_first_stage_run_file(home, tmp_path, tiny_reranker, capsys):
+    """--run FILE: its candidates (not BM25's) are reranked; BM25 and the run are reported beside."""
+    from prorank.cli import main as cli
+    from prorank.data import load_dataset
+    from prorank.evaluation.trec import write_run
+
+    bm25_dir = tmp_path / "bm25"
+    main(EvalConfig(datasets=["adi"], model="none", top_k=10, depth=10, max_queries=4, output=str(bm25_dir)),
+         console=quiet_console())
+    bm25 = read_run(bm25_dir / "adi" / "bm25.trec")
+    # a first stage that reverses BM25's order and drops its best document, for queries 1-3 only
+    first = {q: sorted(bm25[q].items(), key=lambda kv: kv[1])[:-1] for q in ("1", "2", "3")}
+    first = {q: [(d, float(i)) for i, (d, _) in enumerate(v)] for q, v in first.items()}
+    run_file = tmp_path / "first.trec"
+    write_run(run_file, first, tag="reversed")
+    out = tmp_path / "out"
+    summary = main(EvalConfig(datasets=["adi"], model="tiny", top_k=3, depth=10, max_queries=4, output=str(out),
+                              cache="none", run_file=str(run_file)), reranker=tiny_reranker, console=quiet_console())
+    adi = summary["datasets"]["adi"]
+    assert summary["config"]["first_stage"] == "run" and adi["first_stage"]["judged_queries_missing"] == 1
+    assert {"bm25", "run", "reranker", "run_delta"} <= set(adi["metrics"])
+    reranked = read_run(out / "adi" / "rerank.trec")
+    assert set(reranked) == {"1", "2", "3"}  # query 4 has no candidates in the run
+    for qid, docs in first.items():
+        assert set(reranked[qid]) == {d for d, _ in docs}  # the run's candidates, not BM25's
+        head = [d for d, _ in sorted(docs, key=lambda kv: -kv[1])[:3]]
+        assert set(sorted(reranked[qid], key=lambda d: -reranked[qid][d])[:3]) == set(head)
+    qrels = load_dataset("adi").qrels
+    assert adi["metrics"]["run"] == pytest.approx(mean_metrics(evaluate(qrels, {q: dict(v) for q, v in first.items()},
+                                                                         ["1", "2", "3", "4"])))
+    # bad input names the field, before any model is loaded
+    with pytest.raises(ValueError, match="run_file"):
+        EvalConfig(datasets=["adi", "med"], run_file=str(run_file))
+    with pytest.raises(ValueError, match="run_file"):
+        EvalConfig(datasets=["adi"], run_file=str(tmp_path / "missing.trec"))
+    with pytest.raises(ValueError, match="run_file"):
+        EvalConfig(datasets=["adi"], first_stage="run")
+    wrong = tmp_path / "wrong.trec"
+    write_run(wrong, {"1": [("no-such-doc", 1.0)]}, tag="x")
+    assert cli(["eval", "--dataset", "adi", "--model", "none", "--run", str(wrong), "--output",
+                str(tmp_path / "w")]) == 2
+    assert "no-such-doc" in capsys.readouterr().err

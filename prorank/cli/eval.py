@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from prorank.registry import DEFAULT_MODEL
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -18,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", action="append", required=True, dest="datasets", metavar="PATH_OR_NAME",
                         help="BEIR folder or name (repeatable); names are looked up in --data-dir, "
                         "then downloaded with beir")
-    parser.add_argument("--model", required=True,
-                        help="alias (smollm2-135m-instruct), hub id, folder, checkpoint, or 'none'")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"alias, hub id, folder, checkpoint, or 'none' for BM25 alone (default {DEFAULT_MODEL}, "
+                        "the shipped reranker)")
     parser.add_argument("--top-k", type=int, default=100, help="BM25 candidates to rerank (default 100)")
     parser.add_argument("--depth", type=int, default=100, help="BM25 candidates retrieved (default 100)")
     parser.add_argument("--split", default="test", help="qrels split (default test)")
@@ -39,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "dev-tuned fusion; none for a plain model)")
     parser.add_argument("--fusion-weight", type=float, default=None,
                         help="BM25's share in the fusion, in [0, 1] (default: the checkpoint's)")
+    parser.add_argument("--first-stage", default="bm25", choices=["bm25", "hybrid"],
+                        help="candidates: BM25 alone, or BM25 fused with a dense bi-encoder (pyserini's "
+                        "HybridSearcher over all-minilm-l6-v2 vectors) (default bm25)")
+    parser.add_argument("--run", default=None, dest="run_file", metavar="TREC_RUN",
+                        help="rerank the candidates of this TREC run file (one dataset) instead of BM25's; "
+                        "BM25 is still reported beside it")
     parser.add_argument("--k1", type=float, default=0.9)
     parser.add_argument("--b", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=2, help="BM25 threads (default 2)")
@@ -56,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     from prorank.evaluation.benchmark import EvalConfig, main
 
     fields = ("datasets", "model", "top_k", "depth", "split", "max_queries", "output", "summary", "data_dir",
-              "batch_size", "max_length", "device", "dtype", "instruction", "fusion", "fusion_weight", "k1", "b", "threads", "cache",
+              "batch_size", "max_length", "device", "dtype", "instruction", "fusion", "fusion_weight", "first_stage", "run_file", "k1", "b", "threads", "cache",
               "exclude_self", "strict")
     main(from_dict(EvalConfig, {name: getattr(args, name) for name in fields}))
     return 0

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from prorank.atomic import atomic_write_json
-from prorank.config import to_dict
+from prorank.config import check_positive, to_dict
 from prorank.data import BeirDataset, load_dataset
 from prorank.evaluation import provenance
 from prorank.evaluation.cache import ScoreCache
@@ -34,6 +34,7 @@ from prorank.evaluation.metrics import METRICS, evaluate, mean_metrics
 from prorank.evaluation.report import delta, print_table, write_per_query
 from prorank.evaluation.rerank import RerankStats, fuse_run, rerank_run
 from prorank.evaluation.trec import write_run
+from prorank.paths import sha256_file
 from prorank.prompt import PROMPT_VERSION
 
 SUMMARY_FORMAT = "prorank-eval-v1"
@@ -58,7 +59,9 @@ class EvalConfig:
     device: str | None = None
     dtype: str | None = None
     instruction: str | None = None
-    first_stage: Literal["bm25", "hybrid"] = "bm25"  # hybrid: BM25 + dense (pyserini HybridSearcher)
+    first_stage: Literal["bm25", "hybrid", "run"] = "bm25"  # hybrid: BM25 + dense (pyserini HybridSearcher);
+    # run: the candidates of run_file (set by giving run_file)
+    run_file: str | None = None  # a TREC run of one dataset's queries to rerank instead of BM25's candidates
     dense_model: str = "all-minilm-l6-v2"  # the hybrid first stage's bi-encoder
     hybrid_alpha: float = 1.0  # hybrid score = alpha * normalised BM25 + normalised dense
     fusion: str | None = None  # none | interpolate | rrf; None: the checkpoint's dev-tuned fusion
@@ -75,16 +78,24 @@ class EvalConfig:
             self.datasets = [self.datasets]
         if not self.datasets:
             raise ValueError("datasets: give at least one dataset (path or name)")
-        for name in ("top_k", "depth", "batch_size", "max_length", "threads"):
-            value = getattr(self, name)
-            if name in ("batch_size", "max_length") and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_queries is not None and (isinstance(self.max_queries, bool) or self.max_queries < 1):
-            raise ValueError(f"max_queries must be a positive integer or None, got {self.max_queries!r}")
+        for name in ("top_k", "depth", "threads"):
+            check_positive(name, getattr(self, name))
+        for name in ("batch_size", "max_length", "max_queries"):
+            check_positive(name, getattr(self, name), optional=True)
         if not self.model:
             raise ValueError("model: give a model name or path, or 'none' for BM25 alone")
+        if self.first_stage not in ("bm25", "hybrid", "run"):
+            raise ValueError(f"first_stage must be bm25, hybrid or run, got {self.first_stage!r}")
+        if self.run_file is not None:
+            if self.first_stage == "hybrid":
+                raise ValueError("run_file: the candidates come from the run file; first_stage cannot be hybrid")
+            if len(self.datasets) != 1:
+                raise ValueError(f"run_file: a run file holds one dataset's queries; got {len(self.datasets)} datasets")
+            if not Path(self.run_file).is_file():
+                raise ValueError(f"run_file: no such file: {self.run_file}")
+            self.first_stage = "run"
+        elif self.first_stage == "run":
+            raise ValueError("first_stage 'run' needs run_file (a TREC run file)")
         from prorank.fusion import Fusion
 
         Fusion(self.fusion or "none", 0.0 if self.fusion_weight is None else self.fusion_weight)  # validates
@@ -167,6 +178,32 @@ def _hybrid(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Pr
                   "depth": depth, "fusion": "pyserini HybridSearcher, normalization=True"}
 
 
+def _from_run_file(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Progress) -> tuple[dict, dict]:
+    """The candidates of a TREC run file (``run_file``), best first; a judged query it lacks gets none."""
+    from prorank.evaluation.trec import read_run
+    from prorank.fusion import descending
+    from prorank.retrieval.bm25 import Hit
+
+    run = read_run(cfg.run_file)
+    if not set(run) & set(qids):
+        raise ValueError(f"run_file {cfg.run_file}: none of its query ids is a judged query of {dataset.name} "
+                         f"({cfg.split}); e.g. {sorted(run)[:3]} vs {qids[:3]}")
+    unknown = {d for q in qids for d in run.get(q, {}) if d not in dataset.corpus}
+    if unknown:
+        raise ValueError(f"run_file {cfg.run_file}: {len(unknown)} document ids are not in {dataset.name}'s corpus, "
+                         f"e.g. {sorted(unknown)[:3]}")
+    depth = max(cfg.depth, cfg.top_k)
+    hits = {}
+    for qid in qids:
+        docs = list(run.get(qid, {}).items())
+        order = descending([score for _, score in docs])
+        hits[qid] = [Hit(docs[i][0], docs[i][1]) for i in order][:depth]
+    progress.add_task(f"{dataset.name}: run file", total=len(qids), completed=len(qids))
+    missing = sum(1 for q in qids if q not in run)
+    return hits, {"run_file": provenance.portable_path(cfg.run_file), "sha256": sha256_file(cfg.run_file),
+                  "depth": depth, "judged_queries_missing": missing}
+
+
 def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCache | None,
                       out_dir: Path, progress: Progress) -> dict[str, Any]:
     started = time.time()
@@ -177,12 +214,13 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
     bm25_lists = {q: [(h.docid, h.score) for h in hits[q]] for q in qids}
     write_run(out_dir / "bm25.trec", bm25_lists, tag="prorank-bm25")
     per_query = {"bm25": evaluate(dataset.qrels, {q: dict(v) for q, v in bm25_lists.items()}, qids)}
-    hybrid_info = None
-    if cfg.first_stage == "hybrid":  # rerank (and fuse with) the hybrid candidates instead of BM25's
-        hits, hybrid_info = _hybrid(cfg, dataset, qids, progress)
-        hybrid_lists = {q: [(h.docid, h.score) for h in hits[q]] for q in qids}
-        write_run(out_dir / "hybrid.trec", hybrid_lists, tag="prorank-hybrid")
-        per_query["hybrid"] = evaluate(dataset.qrels, {q: dict(v) for q, v in hybrid_lists.items()}, qids)
+    first_stage_info = None
+    if cfg.first_stage != "bm25":  # rerank (and fuse with) these candidates instead of BM25's
+        retrieve = _hybrid if cfg.first_stage == "hybrid" else _from_run_file
+        hits, first_stage_info = retrieve(cfg, dataset, qids, progress)
+        lists = {q: [(h.docid, h.score) for h in hits[q]] for q in qids}
+        write_run(out_dir / f"{cfg.first_stage}.trec", lists, tag=f"prorank-{cfg.first_stage}")
+        per_query[cfg.first_stage] = evaluate(dataset.qrels, {q: dict(v) for q, v in lists.items()}, qids)
     stats = RerankStats()
     if reranker is not None:
         total = sum(min(len(hits[q]), cfg.top_k) for q in qids)
@@ -202,8 +240,8 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
         metrics["delta"] = delta(metrics["reranker"], metrics["bm25"])
     if "fused" in metrics:
         metrics["fused_delta"] = delta(metrics["fused"], metrics["bm25"])
-    if "hybrid" in metrics:
-        metrics["hybrid_delta"] = delta(metrics["hybrid"], metrics["bm25"])
+    if cfg.first_stage != "bm25":
+        metrics[f"{cfg.first_stage}_delta"] = delta(metrics[cfg.first_stage], metrics["bm25"])
     return {
         "path": provenance.portable_path(dataset.path),
         "split": cfg.split,
@@ -213,7 +251,7 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
         "dropped_judgments": dataset.dropped,
         "files": provenance.file_checksums(dataset.files),
         "index": index_info,
-        "hybrid": hybrid_info,
+        "first_stage": None if first_stage_info is None else {"kind": cfg.first_stage, **first_stage_info},
         "metrics": metrics,
         "rerank": None if reranker is None else {
             "top_k": cfg.top_k, "pairs": stats.pairs, "scored": stats.scored, "cached": stats.cached,
@@ -222,7 +260,8 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
         },
         "seconds": {"load_index_bm25": round(bm25_seconds, 3), "total": round(time.time() - started, 3)},
         "outputs": {key: f"{out_dir.name}/{file}" for key, file in
-                    (("bm25_run", "bm25.trec"), ("hybrid_run", "hybrid.trec"), ("rerank_run", "rerank.trec"),
+                    (("bm25_run", "bm25.trec"), ("hybrid_run", "hybrid.trec"), ("first_stage_run", "run.trec"),
+                     ("rerank_run", "rerank.trec"),
                      ("fused_run", "fused.trec"),
                      ("per_query", "per_query.tsv"))
                     if (out_dir / file).exists()},
@@ -271,14 +310,14 @@ def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) 
     finally:
         if cache is not None:
             cache.close()
-    systems = ["bm25"] + (["hybrid"] if cfg.first_stage == "hybrid" else []) + ([] if reranker is None else ["reranker"])
+    systems = ["bm25"] + ([cfg.first_stage] if cfg.first_stage != "bm25" else []) + ([] if reranker is None else ["reranker"])
     if reranker is not None and reranker.fusion.active:
         systems.append("fused")
     average = {s: {m: sum(d["metrics"][s][m] for d in datasets.values()) / len(datasets) for m in METRICS}
                for s in systems}
     if reranker is not None:
         average["delta"] = delta(average["reranker"], average["bm25"])
-    for system in ("fused", "hybrid"):
+    for system in ("fused", "hybrid", "run"):
         if system in average:
             average[f"{system}_delta"] = delta(average[system], average["bm25"])
     scored = sum(d["rerank"]["scored"] for d in datasets.values()) if reranker is not None else 0

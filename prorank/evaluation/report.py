@@ -38,10 +38,10 @@ def system_label(system: str, model: Mapping[str, Any] | None) -> str:
     if system == "fused":
         fusion = (model or {}).get("fusion") or {}
         return f"fused ({fusion.get('method')}, w={fusion.get('weight')})"
-    return {"bm25": "BM25", "hybrid": "hybrid (BM25 + dense)"}.get(system, system)
+    return {"bm25": "BM25", "hybrid": "hybrid (BM25 + dense)", "run": "first-stage run file"}.get(system, system)
 
 
-SYSTEMS = ("bm25", "hybrid", "reranker", "fused")
+SYSTEMS = ("bm25", "hybrid", "run", "reranker", "fused")
 
 
 def results_table(summary: Mapping[str, Any]) -> Table:
