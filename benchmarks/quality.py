@@ -138,6 +138,7 @@ def main(cfg: QualityConfig) -> dict[str, Any]:
     report = {}
     for spec in cfg.datasets:
         table = run_dataset(cfg, spec)
+        table["command"] = " ".join(["python", *sys.argv]) if sys.argv and sys.argv[0].endswith("quality.py") else None
         table["config"] = to_dict(cfg)
         table["seconds"] = round(time.time() - started, 1)
         atomic_write_json(Path(cfg.results) / f"quality-{table['dataset']}.json", table)

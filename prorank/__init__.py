@@ -1,7 +1,7 @@
 """ProRank: small language models as document rerankers.
 
 >>> from prorank import Reranker
->>> r = Reranker.from_pretrained("smollm2-135m-instruct")   # doctest: +SKIP
+>>> r = Reranker.from_pretrained("prorank-smollm2-135m")   # doctest: +SKIP
 >>> r.rank("what is BM25?", ["BM25 is a ranking function.", "Bananas."], top_k=1)  # doctest: +SKIP
 """
 

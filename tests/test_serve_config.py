@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from prorank.config import ConfigError
+from prorank.registry import DEFAULT_MODEL
 from prorank.serve.config import ServeConfig, config_from_args, load_serve_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def test_config_files_work_for_both_launchers():
         ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))  # valid for `serve deploy`
         cfg = load_serve_config(path, ["--port", "9001", "max_batch_size=32", "--index", "/x"])
         assert (cfg.host, cfg.port, cfg.max_batch_size, cfg.index) == ("127.0.0.1", 9001, 32, "/x")
-        assert cfg.model == "smollm2-135m-instruct"
+        assert cfg.model == DEFAULT_MODEL == "prorank-smollm2-135m"
         args = yaml.safe_load(path.read_text())["applications"][0]["args"]
         assert config_from_args(args) == load_serve_config(path)
         assert app_builder({"config": str(path)}) is not None

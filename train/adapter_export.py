@@ -1,6 +1,6 @@
 """Export a LoRA checkpoint as a compact adapter: the form the bundled reranker ships in.
 
-``prorank export runs/pipeline-cpu/score/model --to adapter prorank/weights/prorank-smollm2-135m``
+``prorank export runs/score-cpu/model --to adapter prorank/weights/prorank-smollm2-135m``
 writes ``adapter_model.safetensors`` (the LoRA weights in float16 by default: half the bytes,
 scores equal within float rounding), ``adapter_config.json`` (its base named by alias or hub id,
 never a local path) and ``prorank.json`` (prompt version, training data, dev-tuned fusion,

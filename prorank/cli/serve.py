@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "max_batch_size=32, autoscaling.max_replicas=4. Listens on 127.0.0.1:8000 unless told otherwise."
         ),
     )
-    p.add_argument("--config", help="serve YAML (default: built-in defaults, model smollm2-135m-instruct)")
+    p.add_argument("--config", help="serve YAML (default: built-in defaults, model prorank-smollm2-135m)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     fields = p.add_argument_group("config fields (override the YAML)")
     for f in dataclasses.fields(ServeConfig):
