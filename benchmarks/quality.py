@@ -67,8 +67,10 @@ def teacher_weight(metadata: dict[str, Any], dataset: str) -> tuple[float, str]:
     return sum(tuned.values()) / len(tuned), f"mean of the weights tuned on {sorted(tuned)} training queries"
 
 
-def teacher_run(cfg: QualityConfig, dataset: str, split: str, bm25_run_file: Path, weight: float) -> tuple[dict, dict]:
-    """The teacher's reranking of the BM25 top-k (the BM25 tail kept below it, as the models')."""
+def teacher_run(cfg: QualityConfig, dataset: str, split: str, bm25_run_file: Path, weight: float,
+                qids: list[str]) -> tuple[dict, dict]:
+    """The teacher's reranking of the BM25 top-k (the BM25 tail kept below it, as the models'),
+    evaluated on ``qids`` (a judged query BM25 found nothing for scores 0, as in the other rows)."""
     from prorank.data import load_dataset
     from prorank.dense import DenseEncoder
     from prorank.evaluation.metrics import evaluate
@@ -85,7 +87,7 @@ def teacher_run(cfg: QualityConfig, dataset: str, split: str, bm25_run_file: Pat
     head = {q: [h.docid for h in h_[: cfg.top_k]] for q, h_ in hits.items()}
     scores = teacher.score_many({q: data.queries[q] for q in hits}, head, bm25)
     run = {q: ranked_list(hits[q][: cfg.top_k], [scores[q][d] for d in head[q]], hits[q][cfg.top_k:]) for q in hits}
-    return run, evaluate(data.qrels, {q: dict(v) for q, v in run.items()}, list(hits))
+    return run, evaluate(data.qrels, {q: dict(v) for q, v in run.items()}, qids)
 
 
 def run_dataset(cfg: QualityConfig, spec: str) -> dict[str, Any]:
@@ -111,7 +113,7 @@ def run_dataset(cfg: QualityConfig, spec: str) -> dict[str, Any]:
     meta = shipped["model"]["metadata"]
     if cfg.teacher:
         weight, how = teacher_weight(meta, dataset)
-        _, teacher_pq = teacher_run(cfg, dataset, split, out / key / "bm25.trec", weight)
+        _, teacher_pq = teacher_run(cfg, dataset, split, out / key / "bm25.trec", weight, list(per_query["BM25"]))
         rows.append(_row("teacher hybrid", mean_metrics(teacher_pq), model=cfg.teacher, bm25_weight=weight,
                          weight_from=how))
         per_query["teacher hybrid"] = {q: v["nDCG@10"] for q, v in teacher_pq.items()}
