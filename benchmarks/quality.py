@@ -74,16 +74,15 @@ def teacher_run(cfg: QualityConfig, dataset: str, split: str, bm25_run_file: Pat
     from prorank.data import load_dataset
     from prorank.dense import DenseEncoder
     from prorank.evaluation.metrics import evaluate
-    from prorank.evaluation.rerank import ranked_list
+    from prorank.evaluation.rerank import ranked_list, run_hits
     from prorank.evaluation.trec import read_run
-    from prorank.retrieval.bm25 import Hit
     from prorank.teacher import HybridTeacher
 
     data = load_dataset(dataset, split=split, data_dir=cfg.data_dir)
     encoder = DenseEncoder.load(cfg.teacher)
     teacher = HybridTeacher(encoder, encoder.corpus_vectors(data.corpus), weight)
     bm25 = read_run(bm25_run_file)
-    hits = {q: [Hit(d, s) for d, s in sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))] for q, v in bm25.items()}
+    hits = run_hits(bm25)
     head = {q: [h.docid for h in h_[: cfg.top_k]] for q, h_ in hits.items()}
     scores = teacher.score_many({q: data.queries[q] for q in hits}, head, bm25)
     run = {q: ranked_list(hits[q][: cfg.top_k], [scores[q][d] for d in head[q]], hits[q][cfg.top_k:]) for q in hits}

@@ -227,8 +227,8 @@ def describe_fields(cls: type) -> list[tuple[str, str, str]]:
     The description is the field's ``metadata["help"]`` if it has one, else the comments the class's
     source gives it: the comment after the field (continued by indented comment lines under it), and
     comment-only lines right above it (a section header ``# --- name: ...`` counts for the field it
-    names) -- the one place each config
-    documents its keys, so ``--help`` and the code cannot disagree.
+    names) -- the one place each config documents its keys, so ``--help`` and the code cannot
+    disagree.
     """
     import inspect
     import re

@@ -94,9 +94,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     from prorank import Reranker
     from prorank.data import load_corpus, load_queries, resolve_dataset
     from prorank.evaluation.cache import open_cache
-    from prorank.evaluation.rerank import rerank_run
+    from prorank.evaluation.rerank import rerank_run, run_hits
     from prorank.evaluation.trec import read_run, write_run
-    from prorank.retrieval.bm25 import Hit
 
     if args.dataset is None or args.output is None:
         raise ValueError("batch mode needs --dataset (queries and corpus) and --output (the reranked run)")
@@ -106,8 +105,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     missing = sorted(q for q in run if q not in queries)
     if missing:
         raise ValueError(f"--run {args.run}: {len(missing)} query id(s) not in {folder}/queries.jsonl, e.g. {missing[:3]}")
-    candidates = {q: [Hit(d, s) for d, s in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))]
-                  for q, docs in run.items()}
+    candidates = run_hits(run)
     reranker = Reranker.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
                                         batch_size=args.batch_size, normalize=args.normalize)
     cache = open_cache(args.cache)

@@ -180,9 +180,8 @@ def _hybrid(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Pr
 
 def _from_run_file(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Progress) -> tuple[dict, dict]:
     """The candidates of a TREC run file (``run_file``), best first; a judged query it lacks gets none."""
+    from prorank.evaluation.rerank import run_hits
     from prorank.evaluation.trec import read_run
-    from prorank.fusion import descending
-    from prorank.retrieval.bm25 import Hit
 
     run = read_run(cfg.run_file)
     if not set(run) & set(qids):
@@ -193,11 +192,8 @@ def _from_run_file(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progr
         raise ValueError(f"run_file {cfg.run_file}: {len(unknown)} document ids are not in {dataset.name}'s corpus, "
                          f"e.g. {sorted(unknown)[:3]}")
     depth = max(cfg.depth, cfg.top_k)
-    hits = {}
-    for qid in qids:
-        docs = list(run.get(qid, {}).items())
-        order = descending([score for _, score in docs])
-        hits[qid] = [Hit(docs[i][0], docs[i][1]) for i in order][:depth]
+    ranked = run_hits(run)
+    hits = {qid: ranked.get(qid, [])[:depth] for qid in qids}
     progress.add_task(f"{dataset.name}: run file", total=len(qids), completed=len(qids))
     missing = sum(1 for q in qids if q not in run)
     return hits, {"run_file": provenance.portable_path(cfg.run_file), "sha256": sha256_file(cfg.run_file),

@@ -20,6 +20,11 @@ from prorank.retrieval.bm25 import Hit
 RunLists = dict[str, list[tuple[str, float]]]
 
 
+def run_hits(run: Mapping[str, Mapping[str, float]]) -> dict[str, list[Hit]]:
+    """A read TREC run (``{qid: {docid: score}}``) as first-stage candidates, best first (ties by docid)."""
+    return {q: [Hit(d, s) for d, s in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))] for q, docs in run.items()}
+
+
 @dataclass
 class RerankStats:
     """Counts of one reranking pass; ``model_seconds`` is time spent in the model only."""
