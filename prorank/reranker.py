@@ -11,7 +11,7 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -261,9 +261,12 @@ class Reranker:
         best = [-math.inf] * len(pairs)
         for owner, value in zip(owners, raw):
             best[owner] = max(best[owner], value)
-        if self.normalize:
-            return [1.0 / (1.0 + math.exp(-s)) for s in best]
-        return best
+        return [self.output(s) for s in best]
+
+    def output(self, raw: float) -> float:
+        """The score callers see for a raw ``logit("1") - logit("0")``: its sigmoid in [0, 1]
+        with ``normalize``, else the raw value."""
+        return 1.0 / (1.0 + math.exp(-raw)) if self.normalize else raw
 
     def _score_by_query(self, prompts: list[list[int]], groups: list[list[int]]) -> list[float]:
         """Scores of ``prompts``; each group of two or more (one query's) shares its prefix."""
@@ -279,13 +282,20 @@ class Reranker:
         return raw
 
     @torch.inference_mode()
-    def score_token_ids(self, prompts: Sequence[Sequence[int]], share_prefix: bool = False) -> list[float]:
+    def score_token_ids(
+        self,
+        prompts: Sequence[Sequence[int]],
+        share_prefix: bool = False,
+        keep: Callable[[int], bool] | None = None,
+    ) -> list[Any]:
         """Raw scores of already-encoded prompts, in input order.
 
         Prompts are sorted by length into batches of ``batch_size``, scored ``streams`` batches
         at a time. With ``share_prefix`` and a common prefix of at least ``MIN_SHARED_PREFIX``
         tokens (all prompts of one query), the prefix is run once and its key/value cache reused
-        by every batch; each prompt keeps at least its last token.
+        by every batch; each prompt keeps at least its last token. ``keep(i)`` is asked for each
+        prompt when its batch comes up: prompt ``i`` is skipped (score ``None``) when it says
+        False (the server drops the prompts of cancelled requests this way).
         """
         shared = shared_prefix_length(prompts) if share_prefix else 0
         prefix = prefix_cache(self.model, prompts[0][:shared]) if shared else None
@@ -296,6 +306,10 @@ class Reranker:
 
         @torch.inference_mode()  # per thread: the streams run on threads of their own
         def score_batch(idx: list[int]) -> list[float]:
+            if keep is not None:  # in place: the scores below are matched to ``idx`` after the run
+                idx[:] = [i for i in idx if keep(i)]
+                if not idx:
+                    return []
             ids, mask = collate([prompts[i][shared:] for i in idx], pad_id, self.device)
             if prefix is None:
                 return relevance_scores(self.model, ids, mask, answer_ids).tolist()
@@ -312,7 +326,7 @@ class Reranker:
         finally:
             if bar is not None:
                 bar.close()
-        scores = [0.0] * len(prompts)
+        scores: list[Any] = [None if keep is not None else 0.0] * len(prompts)
         for idx, batch_values in zip(batches, values):
             for i, value in zip(idx, batch_values):
                 scores[i] = value

@@ -19,7 +19,6 @@ requests at once.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -98,6 +97,7 @@ class RerankerModel:
             batch_size=self.cfg.batch_size,
             compile=self.cfg.compile,
             streams=self.cfg.streams,
+            normalize=self.cfg.normalize,
             fusion=self.cfg.fusion,
             fusion_weight=self.cfg.fusion_weight,
         )
@@ -117,7 +117,7 @@ class RerankerModel:
             "max_length": self.reranker.max_length,
             "batch_size": self.reranker.batch_size,
             "streams": self.reranker.effective_streams,  # this thread has the model thread's torch threads
-            "normalize": self.cfg.normalize,
+            "normalize": self.reranker.normalize,
             "fusion": self.reranker.fusion.to_dict(),  # /v1/search: model score fused with BM25's
             "compiled": self.cfg.compile,
             "torch_threads": threads,
@@ -165,27 +165,11 @@ class RerankerModel:
         return out
 
     def _forward(self, prompts: list[list[int]], owners: list[_Job]) -> list[float | None]:
-        """Raw scores of ``prompts`` (None for those whose request was cancelled meanwhile).
-
-        The same forward passes as ``Reranker.score_token_ids`` (length-sorted, ``batch_size``
-        prompts each, ``streams`` at once), each one first dropping the prompts of cancelled jobs.
-        """
-        from prorank.streams import run_streams  # torch: never imported by the ingress
-
-        reranker = self.reranker
-        size = reranker.batch_size
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-        passes = [order[start : start + size] for start in range(0, len(order), size)]
-
-        def run(indices: list[int]) -> tuple[list[int], list[float]]:
-            live = [i for i in indices if not owners[i].cancelled]
-            return live, reranker.score_token_ids([prompts[i] for i in live]) if live else []
-
-        scores: list[float | None] = [None] * len(prompts)
-        for live, values in run_streams(run, passes, reranker.effective_streams):
-            for i, value in zip(live, values):
-                scores[i] = 1.0 / (1.0 + math.exp(-value)) if self.cfg.normalize else value
-        return scores
+        """Scores of ``prompts`` as the API returns them (None for those whose request was
+        cancelled meanwhile): ``Reranker.score_token_ids``, each forward pass first dropping the
+        prompts of cancelled jobs, then ``Reranker.output`` (the sigmoid with ``normalize``)."""
+        values = self.reranker.score_token_ids(prompts, keep=lambda i: not owners[i].cancelled)
+        return [None if value is None else self.reranker.output(value) for value in values]
 
     async def score(self, chunk: ScoreChunk) -> ScoreResult:
         """Scores of one chunk, computed in a batch with the chunks of concurrent requests."""

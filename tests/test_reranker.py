@@ -29,6 +29,24 @@ def test_batched_scores_equal_one_at_a_time(tiny_reranker):
     assert len(set(round(s, 6) for s in batched)) == len(DOCS)  # the model discriminates
 
 
+def test_keep_skips_prompts_when_their_batch_comes_up(tiny_reranker):
+    """The server's cancellation path: prompts ``keep`` refuses are not scored (None), the others
+    score as without ``keep``; ``keep`` is asked again for each prompt as its batch starts."""
+    prompts = [e.input_ids for e in tiny_reranker.builder.encode_many([(QUERY, d) for d in DOCS])]
+    full = tiny_reranker.score_token_ids(prompts)
+    asked: list[int] = []
+
+    def keep(i: int) -> bool:
+        asked.append(i)
+        return i % 2 == 0
+
+    kept = tiny_reranker.score_token_ids(prompts, keep=keep)
+    assert sorted(asked) == list(range(len(prompts)))
+    assert [v is None for v in kept] == [i % 2 == 1 for i in range(len(prompts))]
+    assert [v for v in kept if v is not None] == pytest.approx(full[::2], abs=1e-5)
+    assert tiny_reranker.score_token_ids(prompts, keep=lambda i: False) == [None] * len(prompts)
+
+
 def test_input_order_is_restored(tiny_reranker):
     scores = tiny_reranker.score(QUERY, DOCS)
     reversed_scores = tiny_reranker.score(QUERY, DOCS[::-1])

@@ -132,7 +132,7 @@ def test_config_validation(tmp_path):
         grpo_args(WarmupConfig(grpo={"no_such_field": 1}))
     args = grpo_args(WarmupConfig(output_dir=str(tmp_path), grpo={"learning_rate": "1e-5", "use_cpu": True},
                                   reward_weights={"format": 0.5, "correctness": 2.0}))
-    assert args.learning_rate == 1e-5 and args.reward_weights == [0.5, 2.0]
+    assert args.learning_rate == 1e-5 and args.reward_weights == [0.5, 2.0, 0.0]  # + label_one at 0
     assert args.output_dir == str(tmp_path / "trainer") and args.max_completion_length == 4
 
 
@@ -183,3 +183,43 @@ def test_exploration_schedule_is_logged(label_model_dir, pairs_file, tmp_path):
         if r["phase"] == 1:
             assert r["completions/max_length"] == 1
     assert records[0]["phase"] == 1
+
+
+def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, tmp_path, data_dir):
+    """Two prompts per step read in order 1, 0, 1, 0; the label_one diagnostic and the held-out
+    probe (real scifact pairs, before training and every step) land in log.jsonl."""
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", per_device_train_batch_size=8)
+    cfg.balanced_batches = True
+    cfg.probe = {"dataset": "scifact", "split": "test", "max_queries": 4, "max_pairs": 6, "every": 1}
+    cfg.data_dir = str(data_dir)
+    args = grpo_args(cfg)
+    assert args.shuffle_dataset is False and args.generation_batch_size // args.num_generations == 2
+    main(cfg)
+    labels = [json.loads(line)["label"] for line in (tmp_path / "run" / "pairs.jsonl").read_text().splitlines()]
+    assert labels == ["1", "0"] * 4
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    for r in records:
+        assert 0.0 <= r["label_one_rate"] <= 1.0 and 0.0 <= r["frac_reward_zero_std"] <= 1.0
+        assert 0.0 <= r["probe_auc"] <= 1.0 and 0.0 <= r["probe_label_one"] <= 1.0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data"]["order"] == "balanced"
+
+
+def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
+    with pytest.raises(ValueError, match="make it even"):
+        grpo_args(WarmupConfig(output_dir=str(tmp_path), balanced_batches=True,
+                               grpo={"per_device_train_batch_size": 12, "num_generations": 4, "use_cpu": True}))
+    with pytest.raises(ValueError, match="shuffle_dataset"):
+        WarmupConfig(balanced_batches=True, grpo={"shuffle_dataset": True})
+    with pytest.raises(ValueError, match="probe.every"):
+        WarmupConfig(probe={"every": 0})
+
+
+def test_doctests_of_pairs_rewards_and_probe():
+    import doctest
+
+    from prorank.train import pairs, probe, rewards
+
+    for module in (pairs, probe, rewards):
+        assert doctest.testmod(module).failed == 0, module.__name__

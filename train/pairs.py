@@ -155,6 +155,25 @@ def prompt_rows(
     ]
 
 
+def balanced_order(pairs: Sequence[Pair], seed: int = 0) -> list[Pair]:
+    """``pairs`` alternating ``1, 0, 1, 0, ...``, each label's pairs in a seeded random order, the
+    surplus of the larger label last: every run of an even number of consecutive pairs (from the
+    start) holds as many relevant as non-relevant ones. Read in order (no shuffling), each GRPO
+    step then sees both labels equally often.
+
+    >>> [p.label for p in balanced_order([Pair("q", "d", l) for l in "0001011"])]
+    ['1', '0', '1', '0', '1', '0', '0']
+    """
+    rng = random.Random(f"prorank-balanced:{seed}")
+    by_label = {lab: [p for p in pairs if p.label == lab] for lab in ("1", "0")}
+    for group in by_label.values():
+        rng.shuffle(group)
+    ones, zeros = by_label["1"], by_label["0"]
+    out = [p for pair in zip(ones, zeros) for p in pair]
+    n = min(len(ones), len(zeros))
+    return out + ones[n:] + zeros[n:]
+
+
 def label_counts(pairs: Iterable[Pair] | Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """``{"0": n_negative, "1": n_positive}``."""
     counts = {"0": 0, "1": 0}

@@ -10,6 +10,9 @@ such as the end-of-turn token already removed), or chat messages for conversatio
   (a malformed answer is never correct, so the model cannot earn it with "1 because ...").
 
 * ``answer_token_reward`` (optional shaping): 1.0 when the completion starts with a label.
+* ``label_one_reward`` (a diagnostic, never trained on): 1.0 when the answer is ``1``. The warmup
+  always passes it with weight 0, so TRL logs the share of sampled answers that say ``1``
+  (``rewards/label_one_reward/mean``: a collapse onto one label shows as 0 or 1).
 
 Their weights live in the warmup config (``reward_weights``) and are handed to TRL's
 ``GRPOConfig.reward_weights``.
@@ -21,7 +24,7 @@ from typing import Any, Sequence
 
 from prorank.prompt import LABELS
 
-__all__ = ["completion_text", "parse_label", "format_reward", "correctness_reward", "answer_token_reward", "normalize_label", "REWARDS"]
+__all__ = ["completion_text", "parse_label", "format_reward", "correctness_reward", "answer_token_reward", "label_one_reward", "normalize_label", "REWARDS"]
 
 
 def completion_text(completion: Any) -> str:
@@ -103,6 +106,15 @@ def answer_token_reward(prompts: Sequence[Any], completions: Sequence[Any], **kw
     return out
 
 
+def label_one_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """1.0 for each completion that answers exactly ``1``, else 0.0 (a diagnostic: weight 0).
+
+    >>> label_one_reward(prompts=[""] * 4, completions=["1", " 0", "1 because", ""])
+    [1.0, 0.0, 0.0, 0.0]
+    """
+    return [1.0 if parse_label(c) == "1" else 0.0 for c in completions]
+
+
 def normalize_label(value: Any) -> str:
     """Gold label as ``"0"`` or ``"1"`` (accepts ints, bools and graded relevance > 0 as ``"1"``).
 
@@ -124,4 +136,5 @@ def normalize_label(value: Any) -> str:
 
 
 # name -> function; the warmup config's reward_weights keys must be among these
-REWARDS = {"format": format_reward, "correctness": correctness_reward, "answer_token": answer_token_reward}
+REWARDS = {"format": format_reward, "correctness": correctness_reward, "answer_token": answer_token_reward,
+           "label_one": label_one_reward}

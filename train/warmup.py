@@ -42,8 +42,10 @@ METRIC_ALIASES = {
     "format_rate": "rewards/format_reward/mean",
     "accuracy": "rewards/correctness_reward/mean",
     "answer_token_rate": "rewards/answer_token_reward/mean",
+    "label_one_rate": "rewards/label_one_reward/mean",  # share of sampled answers saying 1
 }
-LOG_KEYS = ("reward", "format_rate", "accuracy", "loss", "completions/mean_length", "end_of_answer_bias")
+LOG_KEYS = ("reward", "format_rate", "accuracy", "label_one_rate", "frac_reward_zero_std", "probe_auc",
+            "probe_label_one", "loss", "completions/mean_length", "end_of_answer_bias")
 
 
 @dataclass
@@ -65,6 +67,9 @@ class WarmupConfig:
     instruction: str | None = None
     max_length: int = 512  # prompt tokens (query and document truncated by the prompt builder)
     seed: int = 0
+    # pairs read in order 1, 0, 1, 0, ... (grpo.shuffle_dataset off): every generation batch of
+    # an even number of prompts holds as many relevant as non-relevant ones
+    balanced_batches: bool = False
     # --- rewards: name (prorank.train.rewards.REWARDS) -> weight, handed to GRPOConfig.reward_weights
     reward_weights: dict = field(default_factory=lambda: {"format": 1.0, "correctness": 1.0})
     # --- exploration for models that never answer exactly zero-shot (sampling only: rewards,
@@ -85,6 +90,9 @@ class WarmupConfig:
     # --- held-out measurement after training (prorank.train.heldout.HeldoutConfig fields;
     #     `models` defaults to [base model, trained checkpoint]); null to skip
     heldout: dict | None = None
+    # --- a cheap held-out probe during training (prorank.train.probe.ProbeConfig fields): score AUC,
+    #     label shares and accuracy every `every` steps, into log.jsonl; null to skip
+    probe: dict | None = None
     # extra copy of the run record (training summary + held-out result), e.g.
     # benchmarks/results/warmup-cpu.json; the curves PNG is copied next to it (same stem)
     summary: str | None = None
@@ -107,6 +115,22 @@ class WarmupConfig:
             )
         if "reward_weights" in self.grpo:
             raise ValueError("set reward weights in reward_weights (by name), not grpo.reward_weights")
+        if self.balanced_batches and self.grpo.get("shuffle_dataset"):
+            raise ValueError("balanced_batches reads the pairs in their balanced order: "
+                             "grpo.shuffle_dataset must stay false")
+        if self.probe is not None:
+            from prorank.train.probe import ProbeConfig
+
+            from_dict(ProbeConfig, self.probe, "probe")  # validates the block now
+
+
+def reward_plan(cfg: WarmupConfig) -> list[tuple[str, float]]:
+    """``(name, weight)`` of each reward function handed to TRL, in ``REWARDS`` order: the
+    configured ones, plus the ``label_one`` diagnostic at weight 0 (logged, never trained on)."""
+    from prorank.train.rewards import REWARDS
+
+    weights = {"label_one": 0.0, **cfg.reward_weights}
+    return [(name, float(weights[name])) for name in REWARDS if name in weights]
 
 
 def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict[str, Any]]:
@@ -150,6 +174,9 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
         }
     if cfg.max_pairs is not None:
         items = items[: cfg.max_pairs]
+    if cfg.balanced_batches:
+        items = P.balanced_order(items, cfg.seed)
+    source["order"] = "balanced" if cfg.balanced_batches else "shuffled"
     if not items:
         raise ValueError("the training data holds no pairs (check dataset/split/jsonl and max_* caps)")
     source.update({"pairs": len(items), "labels": P.label_counts(items), "seed": cfg.seed})
@@ -161,8 +188,6 @@ def grpo_args(cfg: WarmupConfig) -> Any:
     import torch
     from trl import GRPOConfig
 
-    from prorank.train.rewards import REWARDS
-
     args = {k: _yaml_float(v) for k, v in cfg.grpo.items()}
     on_cpu = bool(args.get("use_cpu")) or not torch.cuda.is_available()
     args.setdefault("output_dir", str(Path(cfg.output_dir) / "trainer"))
@@ -173,11 +198,18 @@ def grpo_args(cfg: WarmupConfig) -> Any:
     if on_cpu:
         args.setdefault("use_cpu", True)
         args.setdefault("bf16", False)  # TRL defaults bf16 on; fp32 is what CPUs train in
-    args["reward_weights"] = [float(cfg.reward_weights[name]) for name in REWARDS if name in cfg.reward_weights]
+    args["reward_weights"] = [weight for _, weight in reward_plan(cfg)]
+    if cfg.balanced_batches:
+        args["shuffle_dataset"] = False
     try:
-        return GRPOConfig(**args)
+        out = GRPOConfig(**args)
     except TypeError as err:
         raise ValueError(f"grpo: {err} (keys are trl.GRPOConfig fields)") from None
+    prompts = out.generation_batch_size // out.num_generations
+    if cfg.balanced_batches and prompts % 2:
+        raise ValueError(f"balanced_batches: each generation batch holds {prompts} prompts "
+                         "(grpo.generation_batch_size / grpo.num_generations); make it even")
+    return out
 
 
 def end_of_answer_bias(builder: Any, bias: float) -> list[list[Any]]:
@@ -308,7 +340,7 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         except TypeError as err:
             raise ValueError(f"lora: {err} (keys are peft.LoraConfig fields)") from None
 
-    reward_funcs = [REWARDS[name] for name in REWARDS if name in cfg.reward_weights]
+    reward_funcs = [REWARDS[name] for name, _ in reward_plan(cfg)]
     resume = _resume_arg(cfg, Path(args.output_dir))
     callbacks = [trainer_callback(
         out / "log.jsonl", out / "curves.png", LOG_KEYS, title="ProRank stage 1 (GRPO warmup)",
@@ -318,6 +350,12 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
     if cfg.end_of_answer_bias or cfg.answer_first_phase:
         schedule = _exploration_schedule(cfg, builder, args.max_completion_length)
         callbacks.insert(0, schedule)  # runs first, so what it logs reaches log.jsonl
+    if cfg.probe is not None:
+        from prorank.train.probe import ProbeConfig, probe_callback, probe_pairs
+
+        probe_cfg = from_dict(ProbeConfig, cfg.probe, "probe")
+        callbacks.insert(0, probe_callback(probe_cfg, probe_pairs(probe_cfg, cfg.data_dir, cfg.seed), builder,
+                                           cfg.instruction))
     trainer = trl.GRPOTrainer(
         model=model_path,
         reward_funcs=reward_funcs,
