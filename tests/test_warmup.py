@@ -189,12 +189,14 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     """Two prompts per step read in order 1, 0, 1, 0; the label_one diagnostic and the held-out
     probe (real scifact pairs, before training and every step) land in log.jsonl."""
     cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", per_device_train_batch_size=8)
-    cfg.balanced_batches = True
+    cfg.balanced_batches, cfg.baseline = True, "batch"
     cfg.probe = {"dataset": "scifact", "split": "test", "max_queries": 4, "max_pairs": 6, "every": 1}
     cfg.data_dir = str(data_dir)
     args = grpo_args(cfg)
     assert args.shuffle_dataset is False and args.generation_batch_size // args.num_generations == 2
     main(cfg)
+    before, after = _weights(label_model_dir), _weights(tmp_path / "run" / "model")
+    assert max(float((before[k] - after[k]).abs().max()) for k in before) > 0  # the batch baseline trains
     labels = [json.loads(line)["label"] for line in (tmp_path / "run" / "pairs.jsonl").read_text().splitlines()]
     assert labels == ["1", "0"] * 4
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -212,6 +214,8 @@ def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
                                grpo={"per_device_train_batch_size": 12, "num_generations": 4, "use_cpu": True}))
     with pytest.raises(ValueError, match="shuffle_dataset"):
         WarmupConfig(balanced_batches=True, grpo={"shuffle_dataset": True})
+    with pytest.raises(ValueError, match="baseline"):
+        WarmupConfig(baseline="prompt")
     with pytest.raises(ValueError, match="probe.every"):
         WarmupConfig(probe={"every": 0})
 
@@ -219,7 +223,7 @@ def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
 def test_doctests_of_pairs_rewards_and_probe():
     import doctest
 
-    from prorank.train import pairs, probe, rewards
+    from prorank.train import baseline, pairs, probe, rewards
 
-    for module in (pairs, probe, rewards):
+    for module in (baseline, pairs, probe, rewards):
         assert doctest.testmod(module).failed == 0, module.__name__

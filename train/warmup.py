@@ -70,6 +70,10 @@ class WarmupConfig:
     # pairs read in order 1, 0, 1, 0, ... (grpo.shuffle_dataset off): every generation batch of
     # an even number of prompts holds as many relevant as non-relevant ones
     balanced_batches: bool = False
+    # advantages against each prompt's group mean (TRL's GRPO) or the whole generation batch's
+    # mean reward (prorank.train.baseline): the latter still gives a gradient when a policy that
+    # says one label everywhere makes every sample of a prompt agree
+    baseline: str = "group"
     # --- rewards: name (prorank.train.rewards.REWARDS) -> weight, handed to GRPOConfig.reward_weights
     reward_weights: dict = field(default_factory=lambda: {"format": 1.0, "correctness": 1.0})
     # --- exploration for models that never answer exactly zero-shot (sampling only: rewards,
@@ -115,6 +119,10 @@ class WarmupConfig:
             )
         if "reward_weights" in self.grpo:
             raise ValueError("set reward weights in reward_weights (by name), not grpo.reward_weights")
+        from prorank.train.baseline import BASELINES
+
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if self.balanced_batches and self.grpo.get("shuffle_dataset"):
             raise ValueError("balanced_batches reads the pairs in their balanced order: "
                              "grpo.shuffle_dataset must stay false")
@@ -356,7 +364,9 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         probe_cfg = from_dict(ProbeConfig, cfg.probe, "probe")
         callbacks.insert(0, probe_callback(probe_cfg, probe_pairs(probe_cfg, cfg.data_dir, cfg.seed), builder,
                                            cfg.instruction))
-    trainer = trl.GRPOTrainer(
+    from prorank.train.baseline import grpo_trainer_class
+
+    trainer = grpo_trainer_class(cfg.baseline)(
         model=model_path,
         reward_funcs=reward_funcs,
         args=args,

@@ -1,0 +1,89 @@
+"""Stage-1 levers side by side: what each GRPO warmup run's log says about collapse and relevance.
+
+Reads the ``log.jsonl`` of finished (or stopped) ``prorank train warmup`` runs and summarises, per
+run: steps, format rate, the share of sampled answers saying ``1`` (``label_one_rate``), the share
+of prompts whose samples all got the same reward (``frac_reward_zero_std``), and the held-out probe
+(score AUC and greedy label-1 share on fixed dev pairs, ``probe`` block) at the start, its best and
+at the end. Prints a Markdown table, writes JSON.
+
+    python benchmarks/warmup_levers.py --run "group baseline=runs/warmup-cpu-v2" \\
+        --run "batch baseline=runs/warmup-cpu-v3" --out benchmarks/results/warmup-levers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from prorank.atomic import atomic_write_json  # noqa: E402
+from prorank.evaluation.provenance import git_state, hardware, now_utc, portable_path, versions  # noqa: E402
+from prorank.train.trainlog import read_log  # noqa: E402
+
+
+def _mean(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def summarise(run_dir: Path, tail: int = 10) -> dict[str, Any]:
+    """One run's numbers from its log (``tail``: the last steps averaged for the end state)."""
+    steps = [r for r in read_log(run_dir / "log.jsonl") if "reward" in r]
+    if not steps:
+        raise ValueError(f"{run_dir}/log.jsonl holds no logged GRPO step")
+    probes = [r for r in steps if isinstance(r.get("probe_auc"), (int, float))]
+    last = steps[-tail:]
+    config = {}
+    meta = run_dir / "model" / "prorank.json"
+    if meta.exists():
+        config = json.loads(meta.read_text(encoding="utf-8")).get("config", {})
+    return {
+        "run": portable_path(run_dir),
+        "steps": steps[-1]["step"],
+        "settings": {k: config.get(k) for k in ("balanced_batches", "baseline") if k in config}
+        | {k: config.get("grpo", {}).get(k) for k in ("num_generations", "per_device_train_batch_size",
+                                                         "scale_rewards", "entropy_coef", "learning_rate")
+           if k in config.get("grpo", {})},
+        f"last{tail}": {k: _mean(last, k) for k in ("format_rate", "accuracy", "label_one_rate",
+                                                     "frac_reward_zero_std", "entropy")},
+        "probe": None if not probes else {
+            "start": {"step": probes[0]["step"], "auc": probes[0]["probe_auc"], "label_one": probes[0]["probe_label_one"]},
+            "best_auc": max(p["probe_auc"] for p in probes),
+            "end": {"step": probes[-1]["step"], "auc": probes[-1]["probe_auc"], "label_one": probes[-1]["probe_label_one"]},
+            "series": [[p["step"], p["probe_auc"], p["probe_label_one"]] for p in probes],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="append", required=True, help="NAME=RUN_DIR (repeat)")
+    parser.add_argument("--out", default="benchmarks/results/warmup-levers.json")
+    args = parser.parse_args(argv)
+    rows = []
+    for item in args.run:
+        name, sep, path = item.partition("=")
+        if not sep:
+            parser.error(f"--run takes NAME=RUN_DIR, got {item!r}")
+        rows.append({"name": name, **summarise(Path(path))})
+    print("| run | steps | format | label-1 rate | zero-std prompts | probe AUC start -> best -> end | probe label-1 end |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        t, p = r["last10"], r["probe"] or {}
+        auc = f"{p['start']['auc']} -> {p['best_auc']} -> {p['end']['auc']}" if p else "-"
+        print(f"| {r['name']} | {r['steps']} | {t['format_rate']} | {t['label_one_rate']} | "
+              f"{t['frac_reward_zero_std']} | {auc} | {p.get('end', {}).get('label_one', '-')} |")
+    record = {"command": " ".join(["python", "benchmarks/warmup_levers.py", *(argv or sys.argv[1:])]),
+              "date": now_utc(), "git": git_state(REPO), "machine": hardware(), "versions": versions(),
+              "runs": rows}
+    atomic_write_json(args.out, record)
+    print(f"wrote {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
