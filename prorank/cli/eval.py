@@ -57,6 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="drop retrieved documents whose id equals the query id")
     parser.add_argument("--strict", action="store_true",
                         help="fail on judgments naming unknown queries or documents")
+    parser.add_argument("--engine", default="local", choices=["local", "ray"],
+                        help="where pairs are scored: this process, or a Ray Data actor pool of rerankers "
+                        "(first stage, score cache and metrics stay here) (default local)")
+    parser.add_argument("--address", default=None,
+                        help="ray: the cluster to join ('auto': the one `ray start` runs on this machine; "
+                        "default: start a local Ray)")
+    parser.add_argument("--actors", type=int, default=None, help="ray: reranker actors (default 1)")
+    parser.add_argument("--cpus-per-actor", type=int, default=None,
+                        help="ray: CPUs reserved per actor, also its torch threads (default 1)")
+    parser.add_argument("--gpus-per-actor", type=float, default=None,
+                        help="ray: GPUs reserved per actor (0.5: two actors share a GPU; default: CPU actors)")
     parser.set_defaults(func=_run)
 
 
@@ -66,6 +77,6 @@ def _run(args: argparse.Namespace) -> int:
 
     fields = ("datasets", "model", "top_k", "depth", "split", "max_queries", "output", "summary", "data_dir",
               "batch_size", "max_length", "device", "dtype", "instruction", "fusion", "fusion_weight", "first_stage", "run_file", "k1", "b", "threads", "cache",
-              "exclude_self", "strict")
+              "exclude_self", "strict", "engine", "address", "actors", "cpus_per_actor", "gpus_per_actor")
     main(from_dict(EvalConfig, {name: getattr(args, name) for name in fields}))
     return 0

@@ -5,7 +5,9 @@
 For each dataset: load the BEIR folder, build (or reuse) its Lucene index, retrieve ``depth``
 BM25 candidates for every judged query (the first ``max_queries`` in natural id order, when
 set), rerank the ``top_k`` best with the model (scores cached on disk, so an interrupted run
-resumes and a repeated one does no model work), evaluate both runs and write under ``output``:
+resumes and a repeated one does no model work), evaluate both runs and write under ``output``.
+With ``engine: ray`` the pairs are scored by a Ray Data actor pool (``prorank.evaluation.ray_engine``);
+everything else, the cache included, stays in this process:
 
     <output>/summary.json            config, metrics, provenance (also copied to ``summary``)
     <output>/<dataset>/bm25.trec     TREC run of BM25
@@ -31,8 +33,8 @@ from prorank.data import BeirDataset, load_dataset
 from prorank.evaluation import provenance
 from prorank.evaluation.cache import ScoreCache
 from prorank.evaluation.metrics import METRICS, evaluate, mean_metrics
-from prorank.evaluation.report import delta, print_table, write_per_query
-from prorank.evaluation.rerank import RerankStats, fuse_run, rerank_run
+from prorank.evaluation.report import delta, print_table, print_throughput, write_per_query
+from prorank.evaluation.rerank import LocalScoring, RerankStats, fuse_run, rerank_chunks
 from prorank.evaluation.trec import write_run
 from prorank.paths import sha256_file
 from prorank.prompt import PROMPT_VERSION
@@ -72,6 +74,12 @@ class EvalConfig:
     cache: str | None = None  # score cache file; default $PRORANK_HOME/cache/scores.sqlite; "none" disables
     exclude_self: bool = False  # drop hits whose docid equals the qid (pyserini --remove-query)
     strict: bool = False  # judgments naming unknown ids raise instead of being dropped
+    engine: Literal["local", "ray"] = "local"  # where pairs are scored: this process, or a Ray Data actor pool
+    # (prorank.evaluation.ray_engine); the first stage, cache and metrics stay here either way
+    address: str | None = None  # ray: the cluster to join ("auto": the one `ray start` runs here); None: a local Ray
+    actors: int | None = None  # ray: Reranker actors in the pool (default 1)
+    cpus_per_actor: int | None = None  # ray: CPUs reserved per actor, also its torch threads (default 1)
+    gpus_per_actor: float | None = None  # ray: GPUs reserved per actor (fractions share a GPU); None: CPU actors
 
     def __post_init__(self) -> None:
         if isinstance(self.datasets, str):
@@ -96,9 +104,30 @@ class EvalConfig:
             self.first_stage = "run"
         elif self.first_stage == "run":
             raise ValueError("first_stage 'run' needs run_file (a TREC run file)")
+        self._check_engine()
         from prorank.fusion import Fusion
 
         Fusion(self.fusion or "none", 0.0 if self.fusion_weight is None else self.fusion_weight)  # validates
+
+    def _check_engine(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be local or ray, got {self.engine!r}")
+        ray_only = {"address": self.address, "actors": self.actors, "cpus_per_actor": self.cpus_per_actor,
+                    "gpus_per_actor": self.gpus_per_actor}
+        if self.engine == "local":
+            for name, value in ray_only.items():
+                if value is not None:
+                    raise ValueError(f"{name}: only used with engine 'ray' (engine is 'local')")
+            return
+        if self.bm25_only:
+            raise ValueError("engine: 'ray' distributes reranking; with model 'none' there is none (use engine local)")
+        self.actors = check_positive("actors", 1 if self.actors is None else self.actors)
+        self.cpus_per_actor = check_positive("cpus_per_actor", 1 if self.cpus_per_actor is None else self.cpus_per_actor)
+        gpus = self.gpus_per_actor
+        if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not gpus > 0):
+            raise ValueError(f"gpus_per_actor must be a positive number or null (CPU actors), got {gpus!r}")
+        if self.address is not None and not str(self.address).strip():
+            raise ValueError("address: give a Ray address (e.g. auto or ray://head:10001) or leave it unset")
 
     @property
     def bm25_only(self) -> bool:
@@ -127,7 +156,8 @@ def _open_cache(cfg: EvalConfig) -> ScoreCache | None:
     return ScoreCache(cfg.cache or prorank_home() / "cache" / "scores.sqlite")
 
 
-def _load_reranker(cfg: EvalConfig) -> Any:
+def load_reranker(cfg: EvalConfig) -> Any:
+    """The Reranker ``cfg`` describes (also what each Ray actor loads)."""
     from prorank.reranker import Reranker
 
     return Reranker.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
@@ -200,8 +230,10 @@ def _from_run_file(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progr
                   "depth": depth, "judged_queries_missing": missing}
 
 
-def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCache | None,
+def _evaluate_dataset(cfg: EvalConfig, name: str, scoring: Any, cache: ScoreCache | None,
                       out_dir: Path, progress: Progress) -> dict[str, Any]:
+    """One dataset: first stage, reranking with ``scoring`` (``LocalScoring``, ``RayScoring`` or
+    None for BM25 alone), metrics and run files."""
     started = time.time()
     dataset = load_dataset(name, split=cfg.split, data_dir=cfg.data_dir, strict=cfg.strict)
     qids = dataset.judged_query_ids(cfg.max_queries)
@@ -218,21 +250,20 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
         write_run(out_dir / f"{cfg.first_stage}.trec", lists, tag=f"prorank-{cfg.first_stage}")
         per_query[cfg.first_stage] = evaluate(dataset.qrels, {q: dict(v) for q, v in lists.items()}, qids)
     stats = RerankStats()
-    if reranker is not None:
+    if scoring is not None:
         total = sum(min(len(hits[q]), cfg.top_k) for q in qids)
-        task = progress.add_task(f"{dataset.name}: rerank", total=total)
-        reranked, stats = rerank_run(reranker, dataset.queries, {q: hits[q] for q in qids}, dataset.corpus,
-                                     cfg.top_k, cache=cache, instruction=cfg.instruction,
-                                     on_pairs=lambda n: progress.advance(task, n))
+        task = progress.add_task(f"{dataset.name}: rerank ({cfg.engine})", total=total)
+        reranked, stats = rerank_chunks(scoring, dataset.queries, {q: hits[q] for q in qids}, dataset.corpus,
+                                        cfg.top_k, cache=cache, on_pairs=lambda n: progress.advance(task, n))
         write_run(out_dir / "rerank.trec", reranked, tag="prorank-rerank")
         per_query["reranker"] = evaluate(dataset.qrels, {q: dict(v) for q, v in reranked.items()}, qids)
-        if reranker.fusion.active:
-            fused = fuse_run(reranked, {q: hits[q] for q in qids}, cfg.top_k, reranker.fusion)
+        if scoring.fusion.active:
+            fused = fuse_run(reranked, {q: hits[q] for q in qids}, cfg.top_k, scoring.fusion)
             write_run(out_dir / "fused.trec", fused, tag="prorank-fused")
             per_query["fused"] = evaluate(dataset.qrels, {q: dict(v) for q, v in fused.items()}, qids)
     write_per_query(out_dir / "per_query.tsv", per_query)
     metrics = {system: mean_metrics(values) for system, values in per_query.items()}
-    if reranker is not None:
+    if scoring is not None:
         metrics["delta"] = delta(metrics["reranker"], metrics["bm25"])
     if "fused" in metrics:
         metrics["fused_delta"] = delta(metrics["fused"], metrics["bm25"])
@@ -249,11 +280,7 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
         "index": index_info,
         "first_stage": None if first_stage_info is None else {"kind": cfg.first_stage, **first_stage_info},
         "metrics": metrics,
-        "rerank": None if reranker is None else {
-            "top_k": cfg.top_k, "pairs": stats.pairs, "scored": stats.scored, "cached": stats.cached,
-            "model_seconds": round(stats.model_seconds, 3),
-            "pairs_per_second": None if stats.pairs_per_second is None else round(stats.pairs_per_second, 3),
-        },
+        "rerank": None if scoring is None else _rerank_stats(cfg, stats),
         "seconds": {"load_index_bm25": round(bm25_seconds, 3), "total": round(time.time() - started, 3)},
         "outputs": {key: f"{out_dir.name}/{file}" for key, file in
                     (("bm25_run", "bm25.trec"), ("hybrid_run", "hybrid.trec"), ("first_stage_run", "run.trec"),
@@ -264,7 +291,27 @@ def _evaluate_dataset(cfg: EvalConfig, name: str, reranker: Any, cache: ScoreCac
     }
 
 
-def _model_info(cfg: EvalConfig, reranker: Any) -> dict[str, Any] | None:
+def _rate(pairs: int, seconds: float) -> float | None:
+    return round(pairs / seconds, 3) if pairs and seconds > 0 else None
+
+
+def _rerank_stats(cfg: EvalConfig, stats: Any) -> dict[str, Any]:
+    """Counts and speeds of one dataset's reranking. ``pairs_per_second``: per worker's model time
+    (summed over workers); ``wall_pairs_per_second``: pairs scored over the whole reranking pass
+    (with Ray: starting the actor pool and loading the model in each actor included)."""
+    return {
+        "engine": cfg.engine, "top_k": cfg.top_k, "pairs": stats.pairs, "scored": stats.scored, "cached": stats.cached,
+        "model_seconds": round(stats.model_seconds, 3),
+        "pairs_per_second": _rate(stats.scored, stats.model_seconds),
+        "wall_seconds": round(stats.wall_seconds, 3),
+        "wall_pairs_per_second": _rate(stats.scored, stats.wall_seconds),
+        "workers": {name: {"pairs": pairs, "model_seconds": round(seconds, 3), "pairs_per_second": _rate(pairs, seconds)}
+                    for name, (pairs, seconds) in sorted(stats.workers.items())},
+    }
+
+
+def model_info(cfg: EvalConfig, reranker: Any) -> dict[str, Any] | None:
+    """The summary's ``model`` entry: what scored (name, fingerprint, prompt, device, dtype, fusion)."""
     if reranker is None:
         return None
     return {
@@ -282,18 +329,34 @@ def _model_info(cfg: EvalConfig, reranker: Any) -> dict[str, Any] | None:
     }
 
 
+def _scoring(cfg: EvalConfig, reranker: Any, console: Console) -> tuple[Any, dict[str, Any] | None]:
+    """What scores the pairs (None for BM25 alone) and the summary's ``model`` entry."""
+    if cfg.engine == "ray":
+        if reranker is not None:
+            raise ValueError("engine: 'ray' actors load cfg.model themselves; a reranker in memory needs engine local")
+        from prorank.evaluation import ray_engine
+
+        with console.status(f"connecting to Ray ({cfg.address or 'local'}), loading {cfg.model} in a worker ..."):
+            remote = ray_engine.connect(cfg)
+        return remote, remote.model
+    if reranker is None and not cfg.bm25_only:
+        with console.status(f"loading {cfg.model} ..."):
+            reranker = load_reranker(cfg)
+    if reranker is None:
+        return None, None
+    return LocalScoring(reranker, cfg.instruction), model_info(cfg, reranker)
+
+
 def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) -> dict[str, Any]:
     """Run the evaluation described by ``cfg``; return the summary (also written to disk).
 
-    ``reranker`` overrides loading ``cfg.model`` (e.g. a model already in memory).
+    ``reranker`` overrides loading ``cfg.model`` (e.g. a model already in memory; engine local).
     """
     console = console or Console()
     started, began, cpu_began = provenance.now_utc(), time.time(), time.process_time()
     output = Path(cfg.output) if cfg.output else default_output(cfg)
-    if reranker is None and not cfg.bm25_only:
-        with console.status(f"loading {cfg.model} ..."):
-            reranker = _load_reranker(cfg)
-    cache = _open_cache(cfg) if reranker is not None else None
+    scoring, model = _scoring(cfg, reranker, console)
+    cache = _open_cache(cfg) if scoring is not None else None
     names: dict[str, int] = {}
     datasets: dict[str, Any] = {}
     try:
@@ -302,26 +365,28 @@ def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) 
                 base = _slug(str(spec))
                 names[base] = names.get(base, 0) + 1
                 key = base if names[base] == 1 else f"{base}-{names[base]}"
-                datasets[key] = _evaluate_dataset(cfg, spec, reranker, cache, output / key, progress)
+                datasets[key] = _evaluate_dataset(cfg, spec, scoring, cache, output / key, progress)
     finally:
         if cache is not None:
             cache.close()
-    systems = ["bm25"] + ([cfg.first_stage] if cfg.first_stage != "bm25" else []) + ([] if reranker is None else ["reranker"])
-    if reranker is not None and reranker.fusion.active:
+        if hasattr(scoring, "close"):
+            scoring.close()
+    systems = ["bm25"] + ([cfg.first_stage] if cfg.first_stage != "bm25" else []) + ([] if scoring is None else ["reranker"])
+    if scoring is not None and scoring.fusion.active:
         systems.append("fused")
     average = {s: {m: sum(d["metrics"][s][m] for d in datasets.values()) / len(datasets) for m in METRICS}
                for s in systems}
-    if reranker is not None:
+    if scoring is not None:
         average["delta"] = delta(average["reranker"], average["bm25"])
     for system in ("fused", "hybrid", "run"):
         if system in average:
             average[f"{system}_delta"] = delta(average[system], average["bm25"])
-    scored = sum(d["rerank"]["scored"] for d in datasets.values()) if reranker is not None else 0
-    model_seconds = sum(d["rerank"]["model_seconds"] for d in datasets.values()) if reranker is not None else 0.0
+    scored = sum(d["rerank"]["scored"] for d in datasets.values()) if scoring is not None else 0
+    model_seconds = sum(d["rerank"]["model_seconds"] for d in datasets.values()) if scoring is not None else 0.0
     summary = {
         "format": SUMMARY_FORMAT,
         "config": to_dict(cfg),
-        "model": _model_info(cfg, reranker),
+        "model": model,
         "top_k": cfg.top_k,
         "reranked_run": "the top_k BM25 candidates sorted by model score, then the other BM25 "
                         "candidates in BM25 order (so Recall@100 counts the same 100 documents)",
@@ -334,13 +399,15 @@ def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) 
         "provenance": {
             "git": provenance.git_state(),
             "versions": provenance.versions(),
-            "hardware": provenance.hardware(None if reranker is None else str(reranker.device)),
+            "hardware": provenance.hardware(None if model is None else model["device"]),
+            "engine": cfg.engine,
+            "ray": getattr(scoring, "cluster", None),
             "started": started,
             "finished": provenance.now_utc(),
             "seconds": round(time.time() - began, 3),
             "cpu_seconds": round(time.process_time() - cpu_began, 1),  # all threads of this process
             "pairs_scored": scored,
-            "pairs_per_second": round(scored / model_seconds, 3) if scored and model_seconds > 0 else None,
+            "pairs_per_second": _rate(scored, model_seconds),  # per worker's model time
         },
         "output": provenance.portable_path(output),
     }
@@ -348,5 +415,6 @@ def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) 
     if cfg.summary:
         atomic_write_json(cfg.summary, summary)
     print_table(summary, console)
+    print_throughput(summary, console)
     console.print(f"outputs: {output}")
     return summary

@@ -72,3 +72,16 @@ def results_table(summary: Mapping[str, Any]) -> Table:
 
 def print_table(summary: Mapping[str, Any], console: Console | None = None) -> None:
     (console or Console()).print(results_table(summary))
+
+
+def print_throughput(summary: Mapping[str, Any], console: Console) -> None:
+    """One line per scoring worker (the local process, or each Ray actor) and dataset."""
+    for name, entry in summary["datasets"].items():
+        stats = entry.get("rerank") or {}
+        for worker, numbers in (stats.get("workers") or {}).items():
+            rate = numbers["pairs_per_second"]
+            console.print(f"{name}: {worker}: {numbers['pairs']} pairs in {numbers['model_seconds']:.1f} s of model "
+                          f"time ({'-' if rate is None else f'{rate:.1f}'} pairs/s)")
+        if stats:
+            console.print(f"{name}: {stats['scored']} pairs scored, {stats['cached']} from the cache, "
+                          f"{stats['wall_seconds']:.1f} s reranking ({stats['engine']} engine)")
