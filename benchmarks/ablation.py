@@ -59,8 +59,9 @@ def _eval(cfg: AblationConfig, dataset: str, model: str, name: str, max_queries:
     from prorank.evaluation.benchmark import EvalConfig, main
 
     ecfg = EvalConfig(datasets=[dataset], model=model, top_k=cfg.top_k, split=cfg.split, max_queries=max_queries,
-                      output=str(Path(cfg.output) / f"{Path(dataset).name}-{name}"), batch_size=cfg.batch_size,
-                      max_length=cfg.max_length, device=cfg.device, cache=cfg.cache, fusion=cfg.fusion)
+                      output=str(Path(cfg.output) / f"{Path(dataset).name}-{name}"), cache=cfg.cache,
+                      reranker={"batch_size": cfg.batch_size, "max_length": cfg.max_length, "device": cfg.device,
+                                "fusion": cfg.fusion})
     return main(ecfg)
 
 

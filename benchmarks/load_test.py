@@ -1,6 +1,6 @@
 """Load test of a running ProRank service, against the in-process ``Reranker`` on the same pairs.
 
-    prorank serve --config configs/serve.yaml --max_length 256 &      # or any deployment
+    prorank serve --config configs/serve.yaml --max-length 256 &      # or any deployment
     python benchmarks/load_test.py --url http://127.0.0.1:8000 --concurrency 16 --duration 180 \\
         --out benchmarks/results/load_test_cpu.json
 

@@ -49,7 +49,7 @@ def _eval(cfg: QualityConfig, dataset: str, split: str, model: str, name: str,
 
     out = Path(cfg.output) / f"{Path(dataset).name}-{split}-{name}"
     return main(EvalConfig(datasets=[dataset], split=split, model=model, top_k=cfg.top_k, max_queries=cfg.max_queries,
-                           max_length=max_length, output=str(out), data_dir=cfg.data_dir, cache=cfg.cache))
+                           reranker={"max_length": max_length}, output=str(out), data_dir=cfg.data_dir, cache=cfg.cache))
 
 
 def _row(system: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from prorank.options import RerankerOptions
 from prorank.prompt import PROMPT_VERSION
 
 __version__ = "0.1.0"
-__all__ = ["Reranker", "RankResult", "PROMPT_VERSION", "__version__"]
+__all__ = ["Reranker", "RankResult", "RerankerOptions", "PROMPT_VERSION", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from prorank.reranker import RankResult, Reranker

@@ -63,6 +63,16 @@ def _apply_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """``data`` with ``overrides`` (``["a.b=1", "--c", "x"]`` or ``{"a.b": 1}``) set in place;
+    dotted keys reach nested blocks, which are created when missing."""
+    if overrides:
+        pairs = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+        for key, value in pairs.items():
+            _apply_dotted(data, key, value)
+    return data
+
+
 def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
     """Check/convert one value against a field annotation (simple types only)."""
     origin = typing.get_origin(tp)
@@ -140,8 +150,12 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        nested = {f"{name}.{sub.name}" for name in fields if dataclasses.is_dataclass(hints[name])
+                  for sub in dataclasses.fields(hints[name])}
+        moved = [key for key in nested if key.split(".", 1)[1] in unknown]
+        hint = f" (did you mean {', '.join(sorted(moved))}?)" if moved else ""
         raise ConfigError(
-            f"{source}: unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(fields)}"
+            f"{source}: unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(fields)}{hint}"
         )
     kwargs = {}
     for key, value in data.items():
@@ -162,6 +176,11 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         raise
     except ValueError as err:  # a field's own check: say which file or block it came from
         raise ConfigError(f"{source}: {err}") from None
+
+
+def option(default: Any, help: str) -> Any:  # noqa: A002 - argparse's name for it
+    """A config field with a default and its one-line ``help`` (``--help`` shows it; see ``describe_fields``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def check_positive(name: str, value: Any, optional: bool = False, error: type[Exception] = ValueError,
@@ -197,11 +216,7 @@ def load_config(
     overrides: Sequence[str] | dict[str, Any] | None = None,
 ) -> T:
     """Read YAML ``path`` (optional), apply ``overrides`` and build ``cls``."""
-    data = read_yaml(path) if path is not None else {}
-    if overrides:
-        pairs = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-        for key, value in pairs.items():
-            _apply_dotted(data, key, value)
+    data = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
     return from_dict(cls, data, str(path) if path is not None else "config")
 
 

@@ -26,6 +26,7 @@ from prorank.loading import (
     parse_dtype,
     prepare_tokenizer,
 )
+from prorank.options import RerankerOptions
 from prorank.prompt import PROMPT_VERSION, Document, PromptBuilder, document_text
 from prorank.scoring import (
     collate,
@@ -186,6 +187,13 @@ class Reranker:
             metadata=loaded.metadata,
             weight_files=loaded.weight_files,
         )
+
+    @classmethod
+    def from_options(cls, name_or_path: str | os.PathLike, options: RerankerOptions | None = None,
+                     **kwargs: Any) -> "Reranker":
+        """``from_pretrained`` with the settings of a ``RerankerOptions`` (the block ``prorank eval``,
+        ``rank`` and ``serve`` configs nest); ``kwargs`` add loading arguments (``revision``, ...)."""
+        return cls.from_pretrained(name_or_path, **(options or RerankerOptions()).kwargs(), **kwargs)
 
     @property
     def device(self) -> torch.device:

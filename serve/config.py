@@ -17,15 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from prorank.config import ConfigError, check_positive, from_dict, parse_overrides, read_yaml
+from prorank.config import ConfigError, apply_overrides, check_positive, from_dict, option, read_yaml
+from prorank.options import RerankerOptions
 from prorank.registry import DEFAULT_MODEL
 
 IMPORT_PATH = "prorank.serve.app:app_builder"
-
-
-def option(default: Any, help: str) -> Any:  # noqa: A002 - argparse's name for it
-    """A ``ServeConfig`` field with its ``help`` (shown by ``prorank serve --help``)."""
-    return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -43,20 +39,11 @@ class ServeConfig:
     app_name: str = option("prorank", "Ray Serve application name")
     route_prefix: str = option("/", "URL prefix of every endpoint")
     # -- the model replica
-    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda when the replica sees a GPU, else cpu)")
-    dtype: str | None = option(None, "float32, bfloat16, float16 (default: bf16 on CUDA, float32 elsewhere)")
-    max_length: int | None = option(None, "prompt tokens; longer documents are truncated by tokens "
-                                    "(default: the checkpoint's training length, else 512)")
-    batch_size: int | None = option(None, "pairs per forward pass (default: the device's, 1 on CPU, 32 on CUDA)")
-    streams: int | None = option(None, "forward passes in flight at once, a thread each "
-                                 "(default: one per torch thread on CPU, 1 on GPU)")
-    normalize: bool = option(False, "relevance_score = sigmoid(logit('1') - logit('0')) in [0, 1]")
-    fusion: str | None = option(None, "/v1/search: none, interpolate or rrf with BM25 (default: the "
-                                "checkpoint's dev-tuned fusion; none for a plain model)")
-    fusion_weight: float | None = option(None, "/v1/search: BM25's share of the fusion in [0, 1] "
-                                         "(default: the checkpoint's)")
+    reranker: RerankerOptions = dataclasses.field(
+        default_factory=RerankerOptions,
+        metadata={"help": "device, dtype, max_length, batch_size, streams, compile, normalize, fusion, ... "
+                  "(prorank.options.RerankerOptions; flags --max-length, --batch-size, ...)"})
     num_threads: int | None = option(None, "torch threads per replica (default: every core the replica sees)")
-    compile: bool = option(False, "torch.compile the decoder layers (slower start, faster batches; warmed up at start)")
     # -- dynamic batching across concurrent requests (@serve.batch)
     max_batch_size: int = option(32, "pairs per batched model call (requests are cut into chunks of at most this)")
     batch_wait_timeout_s: float = option(0.05, "seconds a batch waits to fill")
@@ -89,14 +76,11 @@ class ServeConfig:
         )
         for name in positive_ints:
             check_positive(name, getattr(self, name), error=ConfigError, where="serve config: ")
-        for name in ("batch_size", "streams", "max_length"):
-            check_positive(name, getattr(self, name), optional=True, error=ConfigError, where="serve config: ")
-        from prorank.fusion import Fusion
-
-        try:
-            Fusion(self.fusion or "none", 0.0 if self.fusion_weight is None else self.fusion_weight)
-        except ValueError as err:
-            raise ConfigError(f"serve config: {err}") from None
+        if isinstance(self.reranker, dict):  # built in code with a plain mapping
+            try:
+                self.reranker = RerankerOptions(**self.reranker)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"serve config: reranker: {err}") from None
         if self.port > 65535:
             raise ConfigError(f"serve config: port must be <= 65535, got {self.port}")
         if self.max_queued_requests < -1:
@@ -125,7 +109,7 @@ class ServeConfig:
     def chunk_size(self) -> int:
         """Pairs per call from the ingress to the model (a request is cut into such chunks):
         ``batch_size`` when set, else a whole dynamic batch (the model splits it into batches)."""
-        return min(self.batch_size or self.max_batch_size, self.max_batch_size)
+        return min(self.reranker.batch_size or self.max_batch_size, self.max_batch_size)
 
     def api_key(self) -> str | None:
         """The API key from ``api_key_env`` (None when auth is off); raises if the variable is unset."""
@@ -177,19 +161,7 @@ def load_serve_config(
         source = str(path)
         loaded = read_yaml(path)
         data = _flatten_serve_yaml(loaded, source) if "applications" in loaded else loaded
-    if overrides:
-        pairs = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-        for key, value in pairs.items():
-            if "." in key:
-                head = key.split(".", 1)[0]
-                if head != "autoscaling":
-                    raise ConfigError(f"override {key!r}: only 'autoscaling.*' takes dotted keys")
-                block = dict(data.get("autoscaling") or {})
-                block[key.split(".", 1)[1]] = value
-                data["autoscaling"] = block
-            else:
-                data[key] = value
-    return from_dict(ServeConfig, data, source)
+    return from_dict(ServeConfig, apply_overrides(data, overrides), source)
 
 
 def config_from_args(args: dict[str, Any] | None) -> ServeConfig:

@@ -89,19 +89,8 @@ class RerankerModel:
         self.cfg = from_dict(ServeConfig, cfg, "serve config")
         threads = self.cfg.num_threads or _available_cores()
         torch.set_num_threads(threads)
-        self.reranker = Reranker.from_pretrained(
-            self.cfg.model,
-            device=self.cfg.device,
-            dtype=self.cfg.dtype,
-            max_length=self.cfg.max_length,
-            batch_size=self.cfg.batch_size,
-            compile=self.cfg.compile,
-            streams=self.cfg.streams,
-            normalize=self.cfg.normalize,
-            fusion=self.cfg.fusion,
-            fusion_weight=self.cfg.fusion_weight,
-        )
-        if self.cfg.compile:  # compile now (two lengths: the dynamic-shape graph), not in a request
+        self.reranker = Reranker.from_options(self.cfg.model, self.cfg.reranker)
+        if self.reranker.compiled:  # compile now (two lengths: the dynamic-shape graph), not in a request
             for doc in ("warm-up", "a longer warm-up document " * 8):
                 self.reranker.score_pairs([("warm-up query", doc)] * 2)
         # one thread owns the model (forward passes run one batch at a time); tokenization of the
@@ -119,7 +108,7 @@ class RerankerModel:
             "streams": self.reranker.effective_streams,  # this thread has the model thread's torch threads
             "normalize": self.reranker.normalize,
             "fusion": self.reranker.fusion.to_dict(),  # /v1/search: model score fused with BM25's
-            "compiled": self.cfg.compile,
+            "compiled": self.reranker.compiled,
             "torch_threads": threads,
             "prompt_version": PROMPT_VERSION,
             "metadata": {k: v for k, v in self.reranker.metadata.items() if isinstance(v, (str, int, float, bool))},

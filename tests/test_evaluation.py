@@ -206,7 +206,11 @@ def test_fused_run_interpolates_model_and_bm25_scores(home, tmp_path, tiny_model
                               output=str(tmp_path / "w1"), cache="none"), reranker=only_bm25, console=quiet_console())
     assert summary["datasets"]["adi"]["metrics"]["fused"] == pytest.approx(summary["datasets"]["adi"]["metrics"]["bm25"])
     with pytest.raises(ValueError, match="fusion_weight"):
-        EvalConfig(datasets=["adi"], fusion="interpolate", fusion_weight=1.5)
+        EvalConfig(datasets=["adi"], reranker={"fusion": "interpolate", "fusion_weight": 1.5})
+    from prorank.config import ConfigError, from_dict
+
+    with pytest.raises(ConfigError, match="did you mean reranker.fusion_weight"):
+        from_dict(EvalConfig, {"datasets": ["adi"], "fusion_weight": 0.5})  # the reranker's block holds it
 
 
 def test_eval_reranks_a_first_stage_run_file(home, tmp_path, tiny_reranker, capsys):

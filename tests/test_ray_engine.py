@@ -90,7 +90,8 @@ def test_ray_engine_scores_like_local_and_resumes_after_interrupt(tmp_path, monk
     monkeypatch.setenv("PRORANK_HOME", str(tmp_path / "home"))  # a private index cache (the model is a folder)
 
     def cfg(name: str, **extra) -> EvalConfig:
-        return EvalConfig(datasets=["adi"], model=str(tiny_model_dir), device="cpu", max_length=128, batch_size=4,
+        return EvalConfig(datasets=["adi"], model=str(tiny_model_dir),
+                          reranker={"device": "cpu", "max_length": 128, "batch_size": 4},
                           top_k=5, depth=20, max_queries=4, output=str(tmp_path / name),
                           cache=str(tmp_path / f"{name}.sqlite"), **extra)
 

@@ -329,3 +329,28 @@ def test_rank_fuses_first_stage_scores_with_the_checkpoint_default(tmp_path, tin
         r.rank(QUERY, DOCS, first_stage_scores=[1.0])
     with pytest.raises(ValueError, match="fusion_weight"):
         Reranker.from_pretrained(out, device="cpu", fusion_weight=2.0)
+
+
+def test_options_are_the_one_settings_object(tiny_model_dir):
+    """``RerankerOptions`` loads the same reranker as the keyword arguments; bad values name the field;
+    the generated flags give typed values."""
+    import argparse
+
+    from prorank import RerankerOptions
+    from prorank.options import add_option_flags, options_from_flags
+
+    opts = RerankerOptions(device="cpu", max_length=96, batch_size=3, normalize=True)
+    r = Reranker.from_options(tiny_model_dir, opts)
+    assert (r.max_length, r.batch_size, r.normalize) == (96, 3, True)
+    same = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=96, batch_size=3, normalize=True)
+    assert r.score(QUERY, DOCS) == pytest.approx(same.score(QUERY, DOCS), abs=1e-6)
+    for bad, field in (({"batch_size": 0}, "batch_size"), ({"max_length": -1}, "max_length"),
+                       ({"fusion": "interpolate", "fusion_weight": 2.0}, "fusion_weight"),
+                       ({"compile": True, "share_prefix": True}, "share_prefix")):
+        with pytest.raises(ValueError, match=field):
+            RerankerOptions(**bad)
+    parser = argparse.ArgumentParser()
+    add_option_flags(parser)
+    args = parser.parse_args(["--max-length", "64", "--normalize", "--fusion-weight", "0.3", "--device", "cpu"])
+    assert options_from_flags(args) == {"max_length": 64, "normalize": True, "fusion_weight": 0.3, "device": "cpu"}
+    assert options_from_flags(parser.parse_args([])) == {}

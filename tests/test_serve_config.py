@@ -47,7 +47,8 @@ def test_cli_builds_the_config_from_yaml_and_overrides():
         "--normalize", "--index", "/x", "max_batch_size=8", "autoscaling.max_replicas=3",
     ])
     cfg = config_from_namespace(args)
-    assert (cfg.port, cfg.max_length, cfg.normalize, cfg.index, cfg.max_batch_size) == (9005, 64, True, "/x", 8)
+    assert (cfg.port, cfg.reranker.max_length, cfg.reranker.normalize, cfg.index, cfg.max_batch_size) == (
+        9005, 64, True, "/x", 8)
     assert cfg.autoscaling == {"max_replicas": 3} and cfg.host == "127.0.0.1"
 
 
@@ -67,9 +68,14 @@ def test_config_errors_name_the_field(tmp_path):
         ServeConfig(port=0)
     for field in ("batch_size", "streams"):
         with pytest.raises(ConfigError, match=field):
-            ServeConfig(**{field: 0})
+            ServeConfig(reranker={field: 0})
+        with pytest.raises(ConfigError, match=f"did you mean reranker.{field}"):
+            load_serve_config(None, [f"{field}=2"])  # the reranker's settings live in its block
+    assert load_serve_config(None, ["reranker.batch_size=2"]).reranker.batch_size == 2
+    with pytest.raises(ConfigError, match="fusion"):
+        load_serve_config(None, ["reranker.fusion_weight=1.5", "reranker.fusion=interpolate"])
     # no batch_size: a request is cut into whole dynamic batches, the model splits them
-    assert (ServeConfig().chunk_size, ServeConfig(batch_size=4).chunk_size) == (32, 4)
+    assert (ServeConfig().chunk_size, ServeConfig(reranker={"batch_size": 4}).chunk_size) == (32, 4)
     with pytest.raises(ConfigError, match="NO_SUCH_VAR_FOR_PRORANK"):
         ServeConfig(api_key_env="NO_SUCH_VAR_FOR_PRORANK").api_key()
     flat = tmp_path / "flat.yaml"
@@ -83,10 +89,16 @@ def test_serve_help_describes_every_field(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # unwrapped
-    for f in dataclasses.fields(ServeConfig):
+    from prorank.options import RerankerOptions
+
+    fields = [f for f in dataclasses.fields(ServeConfig) if f.name != "reranker"]
+    for f in fields:
         described = " ".join(f.metadata["help"].split()).replace("%%", "%")
         assert f"--{f.name}" in out and described in out, f.name
-    assert out.count("(default") >= len(dataclasses.fields(ServeConfig))
+    assert out.count("(default") >= len(fields)
+    for f in dataclasses.fields(RerankerOptions):  # the reranker block: one flag per field
+        described = " ".join(f.metadata["help"].split())
+        assert f"--{f.name.replace('_', '-')}" in out and described in out, f.name
 
 
 def test_ray_ports_stay_on_loopback_unless_every_interface_is_asked_for():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from prorank.config import to_dict
+from prorank.options import RerankerOptions
 
 __all__ = ["HeldoutConfig", "generate_answers", "roc_auc", "answer_metrics", "main"]
 
@@ -44,12 +45,11 @@ class HeldoutConfig:
     negatives_window: list[int] = field(default_factory=lambda: [0, 100])
     negatives_per_positive: int = 1
     seed: int = 0
-    max_length: int = 512
+    # the models' settings (prorank.options.RerankerOptions); batch_size is also the generation batch
+    reranker: RerankerOptions = field(default_factory=lambda: RerankerOptions(max_length=512, batch_size=8))
     max_new_tokens: int = 4
-    batch_size: int = 8
     ranking_queries: int = 50  # 0 skips the ranking effect
     ranking_top_k: int = 20
-    device: str | None = None
     num_threads: int | None = None
     output: str | None = None  # JSON file
     eval_dir: str | None = None  # where the ranking runs go (default: next to output, or runs/)
@@ -148,8 +148,7 @@ def _ranking(cfg: HeldoutConfig, reranker: Any, name: str, eval_root: Path) -> d
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)[-60:]
     ecfg = EvalConfig(datasets=[cfg.dataset], model=name, top_k=cfg.ranking_top_k, depth=max(100, cfg.ranking_top_k),
                       split=cfg.split, max_queries=cfg.ranking_queries, output=str(eval_root / slug),
-                      data_dir=cfg.data_dir, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                      device=cfg.device)
+                      data_dir=cfg.data_dir, reranker=cfg.reranker)
     summary = eval_main(ecfg, reranker=reranker, console=Console(stderr=True))
     (data,) = summary["datasets"].values()
     return {"queries": data["queries"], "top_k": cfg.ranking_top_k, "bm25": data["metrics"]["bm25"],
@@ -183,9 +182,8 @@ def main(cfg: HeldoutConfig) -> dict[str, Any]:
     results = []
     for model, name in zip(cfg.models, names):
         t0 = time.time()
-        reranker = Reranker.from_pretrained(model, device=cfg.device, max_length=cfg.max_length,
-                                            batch_size=cfg.batch_size)
-        completions, firsts, scores = generate_answers(reranker, pairs, cfg.max_new_tokens, cfg.batch_size)
+        reranker = Reranker.from_options(model, cfg.reranker)
+        completions, firsts, scores = generate_answers(reranker, pairs, cfg.max_new_tokens, reranker.batch_size)
         entry: dict[str, Any] = {
             "name": name, "model": str(model), "fingerprint": reranker.fingerprint,
             "stage": (reranker.metadata or {}).get("stage", "base"),
@@ -208,7 +206,7 @@ def main(cfg: HeldoutConfig) -> dict[str, Any]:
                                  "format_ok": "stripped completion is exactly '0' or '1'"}},
         "models": results,
         "provenance": {"git": provenance.git_state(), "versions": provenance.versions(),
-                       "hardware": provenance.hardware(cfg.device), "started": started,
+                       "hardware": provenance.hardware(cfg.reranker.device), "started": started,
                        "finished": provenance.now_utc(), "seconds": round(time.time() - began, 1)},
     }
     if cfg.output:

@@ -122,8 +122,8 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
         for name in cfg.evaluate:
             if models.get(name) is None:
                 continue
-            block = {"max_length": scfg.max_length, **cfg.evaluation, "model": models[name],
-                     "output": str(out / f"eval-{name}")}
+            block = {**cfg.evaluation, "model": models[name], "output": str(out / f"eval-{name}")}
+            block["reranker"] = {"max_length": scfg.max_length, **(cfg.evaluation.get("reranker") or {})}
             summary = eval_main(from_dict(EvalConfig, block, "pipeline:evaluation"))
             report["evaluation"][name] = {
                 "model": models[name],

@@ -482,14 +482,15 @@ def heldout_config(cfg: WarmupConfig) -> Any:
     """The held-out measurement of this warmup: base model vs ``output_dir/model``.
 
     Uses the ``heldout`` block (``HeldoutConfig`` fields) with defaults from the warmup config:
-    models, names ("zero-shot", "warmup"), max_length, data_dir, output ``output_dir/heldout.json``.
+    models, names ("zero-shot", "warmup"), reranker max_length, data_dir, output ``output_dir/heldout.json``.
     """
     from prorank.train.heldout import HeldoutConfig
 
     out = Path(cfg.output_dir)
     block = {"models": [cfg.model, str(out / "model")], "names": ["zero-shot", "warmup"],
-             "output": str(out / "heldout.json"), "max_length": cfg.max_length,
-             "data_dir": cfg.data_dir, "num_threads": cfg.num_threads, **(cfg.heldout or {})}
+             "output": str(out / "heldout.json"), "data_dir": cfg.data_dir, "num_threads": cfg.num_threads,
+             **(cfg.heldout or {})}
+    block["reranker"] = {"max_length": cfg.max_length, "batch_size": 8, **block.get("reranker", {})}
     return from_dict(HeldoutConfig, block, "warmup:heldout")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from prorank.options import add_option_flags, options_from_flags
 from prorank.registry import DEFAULT_MODEL
 
 
@@ -31,17 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default=None, help="output folder (default runs/eval-<time>-<model>)")
     parser.add_argument("--summary", default=None, help="also write summary.json to this path")
     parser.add_argument("--data-dir", default=None, help="folder holding datasets by name (default $PRORANK_DATA_DIR)")
-    parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 1 on CPU, 32 on CUDA/MPS)")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="prompt tokens (default: the checkpoint's training length, else 512)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: auto)")
-    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, else fp32)")
     parser.add_argument("--instruction", default=None, help="optional task instruction line")
-    parser.add_argument("--fusion", default=None, choices=["none", "interpolate", "rrf"],
-                        help="also rank by the model's score fused with BM25's (default: the checkpoint's "
-                        "dev-tuned fusion; none for a plain model)")
-    parser.add_argument("--fusion-weight", type=float, default=None,
-                        help="BM25's share in the fusion, in [0, 1] (default: the checkpoint's)")
     parser.add_argument("--first-stage", default="bm25", choices=["bm25", "hybrid"],
                         help="candidates: BM25 alone, or BM25 fused with a dense bi-encoder (pyserini's "
                         "HybridSearcher over all-minilm-l6-v2 vectors) (default bm25)")
@@ -68,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="ray: CPUs reserved per actor, also its torch threads (default 1)")
     parser.add_argument("--gpus-per-actor", type=float, default=None,
                         help="ray: GPUs reserved per actor (0.5: two actors share a GPU; default: CPU actors)")
+    add_option_flags(parser)
     parser.set_defaults(func=_run)
 
 
@@ -76,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     from prorank.evaluation.benchmark import EvalConfig, main
 
     fields = ("datasets", "model", "top_k", "depth", "split", "max_queries", "output", "summary", "data_dir",
-              "batch_size", "max_length", "device", "dtype", "instruction", "fusion", "fusion_weight", "first_stage", "run_file", "k1", "b", "threads", "cache",
+              "instruction", "first_stage", "run_file", "k1", "b", "threads", "cache",
               "exclude_self", "strict", "engine", "address", "actors", "cpus_per_actor", "gpus_per_actor")
-    main(from_dict(EvalConfig, {name: getattr(args, name) for name in fields}))
+    main(from_dict(EvalConfig, {**{name: getattr(args, name) for name in fields},
+                                "reranker": options_from_flags(args)}, "prorank eval"))
     return 0

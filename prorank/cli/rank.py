@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from prorank.config import check_positive
+from prorank.config import check_positive, from_dict
+from prorank.options import RerankerOptions, add_option_flags, options_from_flags
 from prorank.registry import DEFAULT_MODEL
 
 
@@ -52,31 +53,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="keep only the best K (batch mode: rerank each query's top K, default 100)")
     parser.add_argument("--instruction", default=None, help="optional task instruction line")
     parser.add_argument("--return-documents", action="store_true", help="include document text")
-    parser.add_argument("--normalize", action="store_true", help="sigmoid scores in [0, 1]")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="prompt tokens (default: the checkpoint's training length, else 512)")
-    parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 1 on CPU, 32 on CUDA/MPS)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
-    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, else fp32)")
+    add_option_flags(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from prorank import Reranker
 
-    for name in ("top_k", "max_length", "batch_size"):  # everything is checked before the model loads
-        check_positive(f"--{name.replace('_', '-')}", getattr(args, name), optional=True)
+    # everything is checked before the model loads
+    check_positive("--top-k", args.top_k, optional=True)
+    options = from_dict(RerankerOptions, options_from_flags(args), "prorank rank")
     if args.run is not None:
-        return _run_batch(args)
+        return _run_batch(args, options)
     if args.query is None or args.docs is None:
         raise ValueError("give --query and --docs (one query), or --run, --dataset and --output (batch mode)")
     docs = read_documents(args.docs)
     if not docs:
         raise ValueError(f"--docs {args.docs}: no documents to rank")
-    reranker = Reranker.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
-        batch_size=args.batch_size, normalize=args.normalize,
-    )
+    reranker = Reranker.from_options(args.model, options)
     results = reranker.rank(args.query, docs, top_k=args.top_k,
                             return_documents=args.return_documents, instruction=args.instruction)
     out = []
@@ -89,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_batch(args: argparse.Namespace) -> int:
+def _run_batch(args: argparse.Namespace, options: RerankerOptions) -> int:
     """Rerank every query of a first-stage TREC run; write the reranked run (TREC)."""
     from prorank import Reranker
     from prorank.data import load_corpus, load_queries, resolve_dataset
@@ -106,8 +100,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"--run {args.run}: {len(missing)} query id(s) not in {folder}/queries.jsonl, e.g. {missing[:3]}")
     candidates = run_hits(run)
-    reranker = Reranker.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
-                                        batch_size=args.batch_size, normalize=args.normalize)
+    reranker = Reranker.from_options(args.model, options)
     cache = open_cache(args.cache)
     try:
         reranked, stats = rerank_run(reranker, queries, candidates, corpus, args.top_k or 100, cache=cache,

@@ -7,6 +7,7 @@ import dataclasses
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from prorank.options import add_option_flags
     from prorank.serve.config import ServeConfig
 
     p = subparsers.add_parser(
@@ -23,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     fields = p.add_argument_group("config fields (override the YAML)")
     for f in dataclasses.fields(ServeConfig):
+        if f.name == "reranker":  # its fields get flags of their own: --max-length, --batch-size, ...
+            continue
         flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
         help_text = f.metadata["help"]
         if "(default" not in help_text:  # a field whose help does not explain its default
@@ -35,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         else:
             fields.add_argument(*flags, dest=f"field_{f.name}", default=argparse.SUPPRESS, metavar="VALUE",
                                 help=help_text)
+    add_option_flags(p, dest_prefix="field_reranker.")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="more overrides as field=value")
     p.set_defaults(func=_run)
 

@@ -36,6 +36,7 @@ from prorank.evaluation.metrics import METRICS, evaluate, mean_metrics
 from prorank.evaluation.report import delta, print_table, print_throughput, write_per_query
 from prorank.evaluation.rerank import LocalScoring, RerankStats, fuse_run, rerank_chunks
 from prorank.evaluation.trec import write_run
+from prorank.options import RerankerOptions
 from prorank.paths import sha256_file
 from prorank.prompt import PROMPT_VERSION
 
@@ -56,18 +57,14 @@ class EvalConfig:
     output: str | None = None  # default runs/eval-<time>-<model>
     summary: str | None = None  # extra copy of summary.json (e.g. benchmarks/results/x.json)
     data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
-    batch_size: int | None = None  # pairs per forward pass; None: the device default (1 on CPU)
-    max_length: int | None = None  # prompt tokens; None: the checkpoint's training length, else 512
-    device: str | None = None
-    dtype: str | None = None
+    reranker: RerankerOptions = field(default_factory=RerankerOptions)  # device, dtype, max_length,
+    # batch_size, fusion, ... of the model (prorank.options.RerankerOptions; YAML block `reranker:`)
     instruction: str | None = None
     first_stage: Literal["bm25", "hybrid", "run"] = "bm25"  # hybrid: BM25 + dense (pyserini HybridSearcher);
     # run: the candidates of run_file (set by giving run_file)
     run_file: str | None = None  # a TREC run of one dataset's queries to rerank instead of BM25's candidates
     dense_model: str = "all-minilm-l6-v2"  # the hybrid first stage's bi-encoder
     hybrid_alpha: float = 1.0  # hybrid score = alpha * normalised BM25 + normalised dense
-    fusion: str | None = None  # none | interpolate | rrf; None: the checkpoint's dev-tuned fusion
-    fusion_weight: float | None = None  # the first stage's share in [0, 1]; None: the checkpoint's
     k1: float = 0.9
     b: float = 0.4
     threads: int = 2  # BM25 search and indexing threads
@@ -88,8 +85,9 @@ class EvalConfig:
             raise ValueError("datasets: give at least one dataset (path or name)")
         for name in ("top_k", "depth", "threads"):
             check_positive(name, getattr(self, name))
-        for name in ("batch_size", "max_length", "max_queries"):
-            check_positive(name, getattr(self, name), optional=True)
+        check_positive("max_queries", self.max_queries, optional=True)
+        if isinstance(self.reranker, dict):  # built in code with a plain mapping
+            self.reranker = RerankerOptions(**self.reranker)
         if not self.model:
             raise ValueError("model: give a model name or path, or 'none' for BM25 alone")
         if self.first_stage not in ("bm25", "hybrid", "run"):
@@ -105,9 +103,6 @@ class EvalConfig:
         elif self.first_stage == "run":
             raise ValueError("first_stage 'run' needs run_file (a TREC run file)")
         self._check_engine()
-        from prorank.fusion import Fusion
-
-        Fusion(self.fusion or "none", 0.0 if self.fusion_weight is None else self.fusion_weight)  # validates
 
     def _check_engine(self) -> None:
         if self.engine not in ("local", "ray"):
@@ -160,8 +155,7 @@ def load_reranker(cfg: EvalConfig) -> Any:
     """The Reranker ``cfg`` describes (also what each Ray actor loads)."""
     from prorank.reranker import Reranker
 
-    return Reranker.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
-                                    batch_size=cfg.batch_size, fusion=cfg.fusion, fusion_weight=cfg.fusion_weight)
+    return Reranker.from_options(cfg.model, cfg.reranker)
 
 
 def _bm25(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Progress) -> tuple[dict, dict]:

@@ -61,20 +61,23 @@ def service(tiny_model_dir, cranfield_index):
     tiny = {"model": str(tiny_model_dir), "port": port, "num_cpus": 0}
     main_cfg = ServeConfig(
         **tiny, model_name="tiny", index=str(cranfield_index),
-        max_length=MAX_LENGTH, batch_size=4, max_batch_size=16, batch_wait_timeout_s=0.5,
-        max_documents=50, max_candidates=200, max_request_bytes=1_000_000,
-        request_timeout_s=120, compile=True,  # the in-process comparisons run eager
-        streams=2,  # batches of 4 scored two at a time, each on a thread of its own
+        max_batch_size=16, batch_wait_timeout_s=0.5,
+        max_documents=50, max_candidates=200, max_request_bytes=1_000_000, request_timeout_s=120,
+        reranker={"max_length": MAX_LENGTH, "batch_size": 4,
+                  "compile": True,  # the in-process comparisons run eager
+                  "streams": 2},  # batches of 4 scored two at a time, each on a thread of its own
     )
     strict_cfg = ServeConfig(
         **tiny, model_name="tiny-strict", app_name="strict", route_prefix="/strict", index=str(cranfield_index),
-        max_length=512, batch_size=4, max_batch_size=16, max_documents=20, max_candidates=50,
+        max_batch_size=16, max_documents=20, max_candidates=50,
         max_ongoing_requests=2, max_queued_requests=1, retry_after_s=2, request_timeout_s=120,
-        api_key_env=API_KEY_ENV, normalize=True, fusion="interpolate", fusion_weight=0.3,
+        api_key_env=API_KEY_ENV,
+        reranker={"max_length": 512, "batch_size": 4, "normalize": True, "fusion": "interpolate",
+                  "fusion_weight": 0.3},
     )
     slow_cfg = ServeConfig(
-        **tiny, model_name="tiny-slow", app_name="slow", route_prefix="/slow", max_length=512,
-        streams=1, num_threads=1, max_batch_size=2000, max_documents=2000, request_timeout_s=3,
+        **tiny, model_name="tiny-slow", app_name="slow", route_prefix="/slow",
+        reranker={"max_length": 512, "streams": 1}, num_threads=1, max_batch_size=2000, max_documents=2000, request_timeout_s=3,
     )
     from prorank.retrieval import ensure_jvm
 
