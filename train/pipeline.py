@@ -143,10 +143,12 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _is_main_process() -> bool:
-    """After a stage has run: whether this is the main process (the only one under a plain run)."""
-    from accelerate import PartialState
+    """Whether this is the main process: global rank 0 under ``accelerate launch`` (torchrun sets
+    ``RANK``), or the only process of a plain run. Read from the environment, so that asking does
+    not set up accelerate's process state before a stage chooses its device."""
+    import os
 
-    return PartialState().is_main_process
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _jsonable(value: Any) -> Any:
