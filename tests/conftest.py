@@ -1,4 +1,5 @@
-"""Shared fixtures: real tokenizer, tiny random Qwen2 model, real data folder, real SmolLM2."""
+"""Shared fixtures: real tokenizer, tiny random Qwen2 model (and its GRPO-ready variant), real data
+folder, real SmolLM2."""
 
 from __future__ import annotations
 
@@ -75,3 +76,51 @@ def tiny_reranker(tiny_model_dir):
     from prorank import Reranker
 
     return Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=128, batch_size=4)
+
+
+# stage-1 (GRPO) fixtures, shared by test_warmup.py and test_ddp.py
+PAIRS = [{"query": f"question {i}", "document": {"title": f"t{i}", "text": f"passage {i}"}, "label": i % 2}
+         for i in range(8)]
+
+
+@pytest.fixture(scope="session")
+def label_model_dir(tmp_path_factory, tiny_model_dir):
+    """The tiny random model with its output layer reduced to {"0", "1", end-of-turn, "yes"}.
+
+    A random 49k-way model never samples an exact label, so every reward would be zero and GRPO
+    would have nothing to learn from; with four plausible answers the rewards differ within a
+    group and the policy gradient is non-zero, as with a real instruct model.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prorank.prompt import PromptBuilder
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    builder = PromptBuilder(tok, 128)
+    ids = [*builder.answer_token_ids, tok.eos_token_id, tok("yes", add_special_tokens=False)["input_ids"][0]]
+    with torch.no_grad():  # answer-position states of the training prompts
+        hidden = torch.stack([
+            model.model(torch.tensor([builder.encode(r["query"], r["document"]).input_ids]))
+            .last_hidden_state[0, -1] for r in PAIRS
+        ])
+        direction = hidden.mean(0) / hidden.mean(0).norm()
+        scale = 14.0 / float((hidden @ direction).min())  # the four answers hold ~all the mass
+        weight = model.lm_head.weight
+        gen = torch.Generator().manual_seed(0)
+        weight.zero_()
+        weight[ids] = direction * scale + 0.02 * torch.randn(len(ids), weight.shape[1], generator=gen)
+    out = tmp_path_factory.mktemp("tiny-labels")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pairs_file(tmp_path_factory):
+    import json
+
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    return path

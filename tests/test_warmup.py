@@ -5,54 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from prorank.config import ConfigError, load_config
 from prorank.train.warmup import WarmupConfig, grpo_args, main
-
-
-PAIRS = [{"query": f"question {i}", "document": {"title": f"t{i}", "text": f"passage {i}"}, "label": i % 2}
-         for i in range(8)]
-
-
-@pytest.fixture(scope="module")
-def label_model_dir(tmp_path_factory, tiny_model_dir):
-    """The tiny random model with its output layer reduced to {"0", "1", end-of-turn, "yes"}.
-
-    A random 49k-way model never samples an exact label, so every reward would be zero and GRPO
-    would have nothing to learn from; with four plausible answers the rewards differ within a
-    group and the policy gradient is non-zero, as with a real instruct model.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from prorank.prompt import PromptBuilder
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    builder = PromptBuilder(tok, 128)
-    ids = [*builder.answer_token_ids, tok.eos_token_id, tok("yes", add_special_tokens=False)["input_ids"][0]]
-    with torch.no_grad():  # answer-position states of the training prompts
-        hidden = torch.stack([
-            model.model(torch.tensor([builder.encode(r["query"], r["document"]).input_ids]))
-            .last_hidden_state[0, -1] for r in PAIRS
-        ])
-        direction = hidden.mean(0) / hidden.mean(0).norm()
-        scale = 14.0 / float((hidden @ direction).min())  # the four answers hold ~all the mass
-        weight = model.lm_head.weight
-        gen = torch.Generator().manual_seed(0)
-        weight.zero_()
-        weight[ids] = direction * scale + 0.02 * torch.randn(len(ids), weight.shape[1], generator=gen)
-    out = tmp_path_factory.mktemp("tiny-labels")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
-    return path
 
 
 def _cfg(model_dir, pairs_file, out, **grpo):

@@ -12,7 +12,9 @@
 Each stage writes under ``output_dir`` (``warmup/``, ``score/``, ``eval-<model>/``) unless its
 config names another folder. A stage whose checkpoint already exists is not run again (stage 2
 resumes from its saved state), so re-running an interrupted pipeline continues where it stopped.
-``output_dir/pipeline.json`` summarises the stages and the evaluation table.
+``output_dir/pipeline.json`` summarises the stages and the evaluation table. Under ``accelerate
+launch`` both stages train on every process; the main process alone writes ``pipeline.json`` and
+runs the evaluation.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
             result = warmup_main(wcfg)
             report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "seconds": round(time.time() - t0, 1),
                                           "summary": _jsonable(result)}
-        atomic_write_json(out / "pipeline.json", report)
+        if _is_main_process():
+            atomic_write_json(out / "pipeline.json", report)
 
     defaults: dict[str, Any] = {"output_dir": str(out / "score")}
     score_overrides = dict(cfg.score)
@@ -110,6 +113,8 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     result = score_main(scfg)
     report["stages"]["score"] = {"checkpoint": str(Path(scfg.output_dir) / "model"),
                                  "seconds": round(time.time() - t0, 1), "summary": _jsonable(result)}
+    if not _is_main_process():  # under accelerate launch: one process evaluates and writes
+        return report
     atomic_write_json(out / "pipeline.json", report)
 
     if cfg.evaluation is not None:
@@ -135,6 +140,15 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     report["seconds"] = round(time.time() - started, 1)
     atomic_write_json(out / "pipeline.json", report)
     return report
+
+
+def _is_main_process() -> bool:
+    """Whether this is the main process: global rank 0 under ``accelerate launch`` (torchrun sets
+    ``RANK``), or the only process of a plain run. Read from the environment, so that asking does
+    not set up accelerate's process state before a stage chooses its device."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _jsonable(value: Any) -> Any:

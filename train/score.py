@@ -10,8 +10,13 @@ is minimised -- distilling the hybrid teacher (:mod:`prorank.teacher`) and/or th
 
 ``main(cfg)`` reads top to bottom: build data -> load model -> restore state -> train steps with
 periodic dev evaluation (the best checkpoint is kept, with the fusion weight tuned on the dev
-queries) -> summary. It runs on CPU (fp32), one GPU (bf16 autocast) or several under
-``accelerate launch`` (DDP through ``accelerate.Accelerator``).
+queries) -> summary. It runs on CPU (fp32), one GPU (bf16 autocast) or several processes under
+``accelerate launch`` (DDP through ``accelerate.Accelerator``; tested with two CPU processes in
+``tests/test_ddp.py``). There the main process alone builds the data (BM25 negatives, teacher
+scores) that all processes then read, runs the dev evaluation (the others wait) and writes every
+file below; process ``r`` of ``n`` trains on slice ``r`` of the batch one process with ``n`` times
+``groups_per_batch`` would read, so the run follows the same loss curve and ends at the same
+weights (up to float rounding) as that single process.
 
 Output folder layout (``output_dir``)::
 
@@ -308,13 +313,18 @@ def _schedule(cfg: ScoreConfig, optimizer: Any, num_processes: int) -> Any:
     from transformers import get_scheduler
 
     name = {"constant": "constant_with_warmup"}.get(cfg.lr_scheduler, cfg.lr_scheduler)
-    total = cfg.max_steps * num_processes  # accelerate steps a prepared scheduler once per process
-    return get_scheduler(name, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total),
-                         num_training_steps=total)
+    # accelerate steps a prepared scheduler num_processes times per optimizer step; both counts are
+    # whole optimizer steps times that, so every process count follows the same learning-rate curve
+    warmup = math.ceil(cfg.warmup_ratio * cfg.max_steps) * num_processes
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=cfg.max_steps * num_processes)
 
 
 def _batch(groups: list, micro: int, cfg: ScoreConfig, rank: int, world: int) -> list:
-    """Groups of micro-batch ``micro`` for process ``rank``: a seeded permutation per epoch."""
+    """Groups of micro-batch ``micro`` for process ``rank``: a seeded permutation per epoch.
+
+    Positions ``[(micro * world + rank) * size, + size)`` of the permuted stream: ``world``
+    processes of ``size`` groups read, together, exactly the groups (in order) that one process
+    of ``world * size`` groups reads -- process ``r`` takes slice ``r`` of that batch."""
     import random
 
     size = cfg.groups_per_batch

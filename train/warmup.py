@@ -8,13 +8,18 @@ shared ProRank prompt with the label token, the position the stage-2 score is re
 ``WarmupConfig`` holds only what TRL lacks (data source, negatives, reward weights, LoRA,
 held-out measurement); everything about the optimisation goes in its ``grpo`` block, passed
 unchanged to ``trl.GRPOConfig(**grpo)``. ``main(cfg)`` works on CPU (``use_cpu`` is set when no
-GPU is visible), on one GPU and under ``accelerate launch`` on several, without code changes.
+GPU is visible), on one GPU and under ``accelerate launch`` on several processes (TRL's DDP; run
+with two CPU processes in ``tests/test_ddp.py``): the main process builds the pairs once and
+writes every file below, ``per_device_train_batch_size`` is per process, and TRL's
+``generation_batch_size`` (default: that batch x processes x ``steps_per_generation``) must be a
+multiple of ``num_generations``.
 
 Output folder layout (``output_dir``)::
 
     model/        prorank checkpoint (LoRA merged) -> Reranker.from_pretrained(output_dir/"model")
     trainer/      TRL checkpoints (checkpoint-N), used by resume_from_checkpoint
     pairs.jsonl   the training pairs (query, document, label), for provenance and reuse
+    data.json     where the pairs came from (sources, counts), as in the checkpoint metadata
     log.jsonl     one record per logged step (reward, format_rate, accuracy, loss, ...)
     curves.png    plot of the logged curves
     heldout.json  before/after measurement when the ``heldout`` block is set
@@ -23,7 +28,7 @@ Output folder layout (``output_dir``)::
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -306,7 +311,7 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
     from prorank.checkpoint import read_metadata, save_checkpoint
     from prorank.registry import resolve_model
     from prorank.prompt import PromptBuilder
-    from prorank.train.pairs import prompt_rows, write_jsonl_pairs
+    from prorank.train.pairs import prompt_rows, read_jsonl_pairs, write_jsonl_pairs
     from prorank.train.rewards import REWARDS
     from prorank.train.trainlog import trainer_callback
 
@@ -321,9 +326,18 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     builder = PromptBuilder(tokenizer, cfg.max_length)
 
-
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    pairs, data_info = build_pairs(cfg, progress=is_main)
+    # under accelerate launch the main process builds the pairs (BM25 negatives) once; the others
+    # wait, then read the very pairs it wrote, so every process holds the same dataset
+    is_main = args.process_index == 0
+    with args.main_process_first(local=False, desc="training pairs"):
+        if is_main:
+            pairs, data_info = build_pairs(cfg)
+            out.mkdir(parents=True, exist_ok=True)
+            write_jsonl_pairs(pairs, out / "pairs.jsonl")
+            atomic_write_json(out / "data.json", data_info)
+        else:
+            pairs = read_jsonl_pairs(out / "pairs.jsonl")
+            data_info = json.loads((out / "data.json").read_text(encoding="utf-8"))
     rows = prompt_rows(pairs, builder, cfg.instruction)
     if tokenizer(rows[0]["prompt"])["input_ids"] != builder.encode(
         pairs[0].query, pairs[0].document, cfg.instruction
@@ -332,9 +346,6 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
             "the tokenizer adds special tokens around the rendered prompt, so TRL would train on a "
             "different prompt than the reranker scores"
         )
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_jsonl_pairs(pairs, out / "pairs.jsonl")
     dataset = Dataset.from_list(rows)
 
     peft_config = None
@@ -352,7 +363,7 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
     resume = _resume_arg(cfg, Path(args.output_dir))
     callbacks = [trainer_callback(
         out / "log.jsonl", out / "curves.png", LOG_KEYS, title="ProRank stage 1 (GRPO warmup)",
-        aliases=METRIC_ALIASES, plot_every_save=cfg.plot_every_save, truncate=resume is None,
+        aliases=METRIC_ALIASES, plot_every_save=cfg.plot_every_save, truncate=resume is None and is_main,
         deadline=None if cfg.max_minutes is None else time.time() + 60 * cfg.max_minutes)]
     schedule = None
     if cfg.end_of_answer_bias or cfg.answer_first_phase:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 from typing import Any
 
 # subcommand -> (module, config class, help)
@@ -118,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(to_dict(cfg), indent=2, default=str))
         return 0
     result = module.main(cfg)
-    if isinstance(result, dict):
+    if isinstance(result, dict) and os.environ.get("RANK", "0") == "0":  # once under accelerate launch
         print(json.dumps(_brief(result), indent=2, default=str))
     return 0
 
