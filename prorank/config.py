@@ -221,8 +221,14 @@ def load_config(
 
 
 def config_from_argv(cls: type[T], argv: Sequence[str]) -> T:
-    """``cls`` from a script's arguments: an optional leading ``--config FILE``, then overrides."""
+    """``cls`` from a script's arguments: an optional leading ``--config FILE``, then overrides;
+    ``--help`` prints every key with its default and description, and exits."""
     args = list(argv)
+    if "--help" in args or "-h" in args:
+        print(f"keys of {cls.__name__} (--key value or key=value; --config FILE first for a YAML):")
+        for key, default, description in describe_fields(cls):
+            print(f"  {key} = {default}" + (f"\n      {description}" if description else ""))
+        raise SystemExit(0)
     path = None
     if args[:1] == ["--config"]:
         if len(args) < 2:

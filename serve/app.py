@@ -100,7 +100,10 @@ def init_ray(cfg: ServeConfig, **options: Any) -> None:
     if loopback_node(cfg):
         use_loopback_node()
         options.setdefault("_node_ip_address", "127.0.0.1")
-    ray.init(address=cfg.ray_address, include_dashboard=cfg.dashboard, dashboard_host="127.0.0.1", **options)
+    from prorank.retrieval.java import init_ray_beside_jvm
+
+    init_ray_beside_jvm(ray.init, address=cfg.ray_address, include_dashboard=cfg.dashboard,
+                        dashboard_host="127.0.0.1", **options)
 
 
 def start(cfg: ServeConfig) -> str:

@@ -118,3 +118,21 @@ def test_train_help_lists_every_config_key_with_its_default(stage, capsys):
         assert f"\n  {f.name} = " in text, f.name
     if stage == "score":
         assert "  max_steps = 100\n      optimizer steps" in text
+
+
+def test_script_configs_explain_themselves(capsys):
+    """Benchmark scripts read their config with ``config_from_argv``; ``--help`` lists the keys."""
+    from dataclasses import dataclass
+
+    from prorank.config import config_from_argv
+
+    @dataclass
+    class Demo:
+        top_k: int = 10  # candidates per query
+        name: str = "x"
+
+    with pytest.raises(SystemExit) as stop:
+        config_from_argv(Demo, ["--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and "top_k = 10" in out and "candidates per query" in out
+    assert config_from_argv(Demo, ["--top_k", "3"]).top_k == 3

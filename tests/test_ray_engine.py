@@ -146,3 +146,23 @@ def test_ray_engine_with_the_real_model_matches_local(tmp_path, local_ray, data_
         for metric, value in local["datasets"]["scifact"]["metrics"][system].items():
             assert round(ray["datasets"]["scifact"]["metrics"][system][metric], 4) == round(value, 4), (system, metric)
     assert json.loads((tmp_path / "ray" / "summary.json").read_text())["model"] == ray["model"]
+
+
+def test_cli_engine_ray_in_a_fresh_process_keeps_the_jvm_alive(tmp_path, tiny_model_dir, data_dir):
+    """``prorank eval --engine ray`` as users run it: a fresh interpreter (no pytest faulthandler),
+    BM25's JVM started before Ray in the same process. Ray's driver would enable Python's
+    faulthandler over HotSpot's SIGSEGV handler and crash the JVM ("SIGSEGV (sent by kill)");
+    ``init_ray_beside_jvm`` keeps HotSpot's handler."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PRORANK_HOME": str(tmp_path / "home"), "PRORANK_DATA_DIR": str(data_dir)}
+    cmd = [sys.executable, "-m", "prorank.cli", "eval", "--dataset", "adi", "--model", str(tiny_model_dir),
+           "--device", "cpu", "--max-length", "128", "--top-k", "3", "--max-queries", "3",
+           "--output", str(tmp_path / "out"), "--cache", "none", "--engine", "ray", "--actors", "1"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["provenance"]["engine"] == "ray" and summary["datasets"]["adi"]["rerank"]["scored"] == 9
+    assert not list(tmp_path.glob("hs_err_pid*.log"))

@@ -114,7 +114,9 @@ def connect(cfg: Any) -> RayScoring:
         raise ValueError("engine: 'ray' needs Ray Data: pip install 'ray[data]'") from None
     started = False
     if not ray.is_initialized():
-        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False)
+        from prorank.retrieval.java import init_ray_beside_jvm
+
+        init_ray_beside_jvm(ray.init, address=cfg.address, include_dashboard=False, log_to_driver=False)
         started = True
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # `prorank eval` shows its own bar, advanced per chunk

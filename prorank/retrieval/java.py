@@ -105,6 +105,24 @@ def ensure_jvm(quiet: bool = True) -> None:
         _STARTED = True
 
 
+def init_ray_beside_jvm(init: Any, **options: Any) -> Any:
+    """``init(**options)`` (``ray.init``) without breaking a JVM running in this process.
+
+    Ray's driver enables Python's ``faulthandler`` unless it already is; its SIGSEGV handler then
+    sits on top of HotSpot's, which takes SIGSEGV as part of normal work (safepoint polls,
+    implicit null checks), and turns the first of those into a crash ("SIGSEGV (sent by kill)").
+    When this process runs the JVM and ``faulthandler`` was off, it is switched off again after
+    ``init``, which restores HotSpot's handler.
+    """
+    import faulthandler
+
+    was_enabled = faulthandler.is_enabled()
+    result = init(**options)
+    if _STARTED and not was_enabled and faulthandler.is_enabled():
+        faulthandler.disable()
+    return result
+
+
 def java_class(name: str) -> Any:
     """``jnius.autoclass(name)`` on a JVM started by ``ensure_jvm``."""
     ensure_jvm()
