@@ -120,17 +120,17 @@ def test_train_help_lists_every_config_key_with_its_default(stage, capsys):
         assert "  max_steps = 100\n      optimizer steps" in text
 
 
+@dataclass
+class ScriptDemo:
+    top_k: int = 10  # candidates per query
+    name: str = "x"
+
+
 def test_script_configs_explain_themselves(capsys):
     """Benchmark scripts read their config with ``config_from_argv``; ``--help`` lists the keys."""
-    from dataclasses import dataclass
-
     from prorank.config import config_from_argv
 
-    @dataclass
-    class Demo:
-        top_k: int = 10  # candidates per query
-        name: str = "x"
-
+    Demo = ScriptDemo
     with pytest.raises(SystemExit) as stop:
         config_from_argv(Demo, ["--help"])
     out = capsys.readouterr().out
