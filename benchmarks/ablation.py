@@ -2,7 +2,7 @@
 
 Every system reranks the same BM25 candidates of the same queries (the first ``max_queries``
 judged scifact test queries in natural id order, BM25 top-``top_k``) with the same prompt and
-``max_length``, through ``prorank eval``'s code (``prorank.evaluation.benchmark.main``, whose
+``max_length``, through ``prorank eval``'s code (``prorank.evaluation.job.main``, whose
 score cache makes a repeated run free). The final model (stage 1 + stage 2) and the zero-shot
 model are then run unchanged on out-of-domain collections.
 
@@ -56,7 +56,7 @@ class AblationConfig:
 
 
 def _eval(cfg: AblationConfig, dataset: str, model: str, name: str, max_queries: int | None) -> dict[str, Any]:
-    from prorank.evaluation.benchmark import EvalConfig, main
+    from prorank.evaluation.job import EvalConfig, main
 
     ecfg = EvalConfig(datasets=[dataset], model=model, top_k=cfg.top_k, split=cfg.split, max_queries=max_queries,
                       output=str(Path(cfg.output) / f"{Path(dataset).name}-{name}"), cache=cfg.cache,

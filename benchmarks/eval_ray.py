@@ -45,7 +45,7 @@ class EvalRayConfig:
 
 
 def _engine(cfg: EvalRayConfig, engine: str) -> dict[str, Any]:
-    from prorank.evaluation.benchmark import EvalConfig, main
+    from prorank.evaluation.job import EvalConfig, main
 
     work = Path(cfg.work) / engine
     shutil.rmtree(work, ignore_errors=True)  # a fresh cache: every pair is scored by this engine

@@ -45,7 +45,7 @@ class QualityConfig:
 
 def _eval(cfg: QualityConfig, dataset: str, split: str, model: str, name: str,
           max_length: int | None) -> dict[str, Any]:
-    from prorank.evaluation.benchmark import EvalConfig, main
+    from prorank.evaluation.job import EvalConfig, main
 
     out = Path(cfg.output) / f"{Path(dataset).name}-{split}-{name}"
     return main(EvalConfig(datasets=[dataset], split=split, model=model, top_k=cfg.top_k, max_queries=cfg.max_queries,

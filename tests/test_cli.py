@@ -90,3 +90,27 @@ def test_rank_batch_mode_reranks_a_trec_run(tmp_path, tiny_model_dir, data_dir, 
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     assert cli(["rank", "--query", "q", "--docs", str(empty)]) == 2
+
+
+def test_every_command_takes_debug(tmp_path, capsys):
+    """``--debug`` on every command: a traceback instead of the one-line error."""
+    import argparse
+
+    from prorank.cli import build_parser, main as cli_main
+
+    def leaves(parser):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield parser
+        for action in subs:
+            for child in action.choices.values():
+                yield from leaves(child)
+
+    for leaf in leaves(build_parser()):
+        assert "--debug" in leaf._option_string_actions, leaf.prog
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert cli_main(["rank", "--query", "q", "--docs", str(empty)]) == 2
+    assert "no documents to rank" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no documents to rank"):
+        cli_main(["rank", "--query", "q", "--docs", str(empty), "--debug"])

@@ -60,7 +60,7 @@ def two_process_run(tmp_path_factory, tiny_model_dir, data_dir):
 def test_score_on_two_processes_equals_one_process_with_twice_the_batch(two_process_run, tiny_model_dir,
                                                                          data_dir, tmp_path):
     from prorank.config import load_config
-    from prorank.train.score import ScoreConfig, main
+    from prorank.train.stage2_score import ScoreConfig, main
 
     two, done = two_process_run
     main(load_config(ScoreConfig, None, _score_settings(tiny_model_dir, data_dir, tmp_path / "one", 2)))
@@ -101,7 +101,7 @@ def test_score_on_two_processes_resumes_after_an_interruption(two_process_run, t
     run = tmp_path / "resumed"
     config = _write_yaml(tmp_path / "resumed.yaml", _score_settings(tiny_model_dir, data_dir, run, 1))
     stop = tmp_path / "stop_at.py"  # ScoreConfig's main(cfg, stop_at=...): returns as an interruption would
-    stop.write_text("import sys\nfrom prorank.config import load_config\nfrom prorank.train.score import ScoreConfig, main\n"
+    stop.write_text("import sys\nfrom prorank.config import load_config\nfrom prorank.train.stage2_score import ScoreConfig, main\n"
                     "main(load_config(ScoreConfig, sys.argv[1]), stop_at=int(sys.argv[2]))\n")
     launch([str(stop), str(config), "2"], 2, timeout=TIMEOUT)
     assert json.loads((run / "state" / "trainer.json").read_text())["step"] == 2

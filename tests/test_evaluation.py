@@ -8,7 +8,7 @@ import json
 import pytest
 
 from prorank.evaluation import METRICS, ScoreCache, ScorerKey, document_key, evaluate, mean_metrics, read_run
-from prorank.evaluation.benchmark import EvalConfig, main
+from prorank.evaluation.job import EvalConfig, main
 from prorank.evaluation.rerank import scorer_key
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from prorank.prompt import PROMPT_VERSION
-from prorank.train.export import ExportConfig, load_prompt_card, main, score_head, to_seq_cls
+from prorank.export import ExportConfig, load_prompt_card, main, score_head, to_seq_cls
 
 PAIRS = [
     ("what do cats eat?", "Cats are obligate carnivores and eat mostly meat."),

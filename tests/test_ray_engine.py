@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from prorank.evaluation import read_run
-from prorank.evaluation.benchmark import EvalConfig, main
+from prorank.evaluation.job import EvalConfig, main
 
 
 def quiet_console():

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from prorank.config import ConfigError, load_config
-from prorank.train.score import ScoreConfig, main
+from prorank.train.stage2_score import ScoreConfig, main
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_LENGTH = 160
@@ -142,7 +142,7 @@ def test_lora_adapter_checkpoint_with_answer_rows_and_its_compact_export(real_to
 
     from prorank.prompt import LABELS, answer_token_id
     from prorank.reranker import Reranker
-    from prorank.train.adapter_export import export_adapter
+    from prorank.adapter_export import export_adapter
 
     tiny_model_dir = tmp_path / "tied"  # tied embeddings: the answer rows are the output rows
     build_tiny_model(real_tokenizer, tied=True).save_pretrained(tiny_model_dir)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from prorank.config import ConfigError, load_config
-from prorank.train.warmup import WarmupConfig, grpo_args, main
+from prorank.train.stage1_warmup import WarmupConfig, grpo_args, main
 
 
 def _cfg(model_dir, pairs_file, out, **grpo):
@@ -116,7 +116,7 @@ def test_end_of_answer_bias_targets_only_the_turn_end_after_a_label(real_tokeniz
     from transformers import GenerationConfig
 
     from prorank.prompt import PromptBuilder
-    from prorank.train.warmup import end_of_answer_bias
+    from prorank.train.stage1_warmup import end_of_answer_bias
 
     builder = PromptBuilder(real_tokenizer, 128)
     bias = end_of_answer_bias(builder, 8.0)

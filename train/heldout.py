@@ -10,7 +10,7 @@ For each model (typically the base model, then the warmed-up checkpoint):
    correct when it equals the gold label (a malformed answer counts as wrong). The score
    ``logit("1") - logit("0")`` at the answer position is recorded too (ROC AUC over the pairs).
 2. **Ranking effect**: nDCG@10 of the BM25 top-``ranking_top_k`` reranked by the model on the
-   first ``ranking_queries`` judged queries of the split (``prorank.evaluation.benchmark``, the
+   first ``ranking_queries`` judged queries of the split (``prorank.evaluation.job``, the
    same subset convention as every other ProRank evaluation), next to BM25 itself.
 
 ``main(cfg)`` returns the result and writes it to ``cfg.output`` (JSON) when set.
@@ -142,8 +142,8 @@ def answer_metrics(completions: Sequence[str], scores: Sequence[float], labels: 
 def _ranking(cfg: HeldoutConfig, reranker: Any, name: str, eval_root: Path) -> dict[str, Any]:
     from rich.console import Console
 
-    from prorank.evaluation.benchmark import EvalConfig
-    from prorank.evaluation.benchmark import main as eval_main
+    from prorank.evaluation.job import EvalConfig
+    from prorank.evaluation.job import main as eval_main
 
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)[-60:]
     ecfg = EvalConfig(datasets=[cfg.dataset], model=name, top_k=cfg.ranking_top_k, depth=max(100, cfg.ranking_top_k),

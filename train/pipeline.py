@@ -76,8 +76,8 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     """Run the stages in order; return (and write) ``output_dir/pipeline.json``."""
     from prorank.atomic import atomic_write_json
     from prorank.checkpoint import read_metadata
-    from prorank.train.score import ScoreConfig
-    from prorank.train.score import main as score_main
+    from prorank.train.stage2_score import ScoreConfig
+    from prorank.train.stage2_score import main as score_main
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,8 +87,8 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     warm_ckpt = None
     base_model = None
     if cfg.warmup is not None:
-        from prorank.train.warmup import WarmupConfig
-        from prorank.train.warmup import main as warmup_main
+        from prorank.train.stage1_warmup import WarmupConfig
+        from prorank.train.stage1_warmup import main as warmup_main
 
         wcfg = _stage_config(WarmupConfig, cfg.warmup_config, cfg.warmup, {"output_dir": str(out / "warmup")})
         base_model = wcfg.model
@@ -119,8 +119,8 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
 
     if cfg.evaluation is not None:
         from prorank.config import from_dict
-        from prorank.evaluation.benchmark import EvalConfig
-        from prorank.evaluation.benchmark import main as eval_main
+        from prorank.evaluation.job import EvalConfig
+        from prorank.evaluation.job import main as eval_main
 
         models = {"base": base_model, "warmup": str(warm_ckpt) if warm_ckpt else None,
                   "score": str(Path(scfg.output_dir) / "model")}

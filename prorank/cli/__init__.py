@@ -48,7 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # subcommand not part of this build
         module.register(sub)
+    _add_debug_flags(parser)
     return parser
+
+
+def _add_debug_flags(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` (tracebacks instead of one-line errors) on every command that has no subcommands."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not actions:
+        if "--debug" not in parser._option_string_actions:
+            parser.add_argument("--debug", action="store_true", help="show tracebacks")
+        return
+    for action in actions:
+        for child in set(action.choices.values()):
+            _add_debug_flags(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

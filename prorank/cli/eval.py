@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from prorank.config import from_dict
-    from prorank.evaluation.benchmark import EvalConfig, main
+    from prorank.evaluation.job import EvalConfig, main
 
     fields = ("datasets", "model", "top_k", "depth", "split", "max_queries", "output", "summary", "data_dir",
               "instruction", "first_stage", "run_file", "k1", "b", "threads", "cache",

@@ -31,10 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prorank.train.export import ExportConfig, main
+    from prorank.export import ExportConfig, main
 
     if args.to == "adapter":
-        from prorank.train.adapter_export import export_adapter
+        from prorank.adapter_export import export_adapter
 
         dtype = "float16" if args.dtype == "auto" else args.dtype
         for name, digest in export_adapter(args.checkpoint, args.out, dtype, args.overwrite).items():

@@ -17,9 +17,9 @@ from typing import Any
 
 # subcommand -> (module, config class, help)
 COMMANDS = {
-    "warmup": ("prorank.train.warmup", "WarmupConfig",
+    "warmup": ("prorank.train.stage1_warmup", "WarmupConfig",
                "stage 1: GRPO prompt warmup (answer the prompt with exactly 0 or 1, correctly)"),
-    "score": ("prorank.train.score", "ScoreConfig",
+    "score": ("prorank.train.stage2_score", "ScoreConfig",
               "stage 2: fine-grained score learning on logit('1') - logit('0')"),
     "pipeline": ("prorank.train.pipeline", "PipelineConfig",
                  "warmup, then score learning, then evaluation"),
@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 
     module_name, cls_name, _ = COMMANDS[args.train_command]
     if getattr(args, "warmup_config", None):
-        from prorank.train import warmup
+        from prorank.train import stage1_warmup as warmup
 
         wcfg = load_config(warmup.WarmupConfig, args.warmup_config, args.overrides)
         if wcfg.heldout is None:

@@ -1,6 +1,6 @@
 """Offline evaluation: metrics (pytrec_eval), TREC runs, score cache and the ``prorank eval`` job.
 
-Importing this package is cheap; ``EvalConfig``/``main`` live in ``prorank.evaluation.benchmark``.
+Importing this package is cheap; ``EvalConfig``/``main`` live in ``prorank.evaluation.job``.
 """
 
 from prorank.evaluation.cache import ScoreCache, ScorerKey, document_key, query_key

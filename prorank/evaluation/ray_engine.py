@@ -35,7 +35,7 @@ class RerankActor:
     """One Reranker per actor, loaded as the local engine loads it; scores chunks row by row."""
 
     def __init__(self, cfg: Any) -> None:
-        from prorank.evaluation.benchmark import load_reranker
+        from prorank.evaluation.job import load_reranker
 
         self.reranker = load_reranker(cfg)
         self.instruction = cfg.instruction
@@ -59,7 +59,7 @@ class RerankActor:
 
 def describe(cfg: Any) -> dict[str, Any]:
     """What the driver needs of the actors' model: cache key, fusion, chunk size, summary entry."""
-    from prorank.evaluation.benchmark import load_reranker, model_info
+    from prorank.evaluation.job import load_reranker, model_info
     from prorank.evaluation.rerank import scorer_key
 
     reranker = load_reranker(cfg)
