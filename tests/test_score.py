@@ -345,3 +345,13 @@ def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path
     assert meta["base_model"] == str(tiny_model_dir)
     assert report["stages"]["warmup"]["checkpoint"] == str(warm)
     assert pipeline_main(cfg)["stages"]["warmup"]["skipped"] == "checkpoint exists"
+
+
+def test_lora_block_is_read_in_one_place():
+    """Both stages build their LoRA from ``prorank.train.lora``: defaults, overrides, a clear error."""
+    from prorank.train.lora import LORA_DEFAULTS, lora_config
+
+    cfg = lora_config({"r": 4}, trainable_token_indices=[1, 2])
+    assert (cfg.r, cfg.lora_alpha, cfg.trainable_token_indices) == (4, LORA_DEFAULTS["lora_alpha"], [1, 2])
+    with pytest.raises(ValueError, match="lora: .*peft.LoraConfig"):
+        lora_config({"rank": 4})

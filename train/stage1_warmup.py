@@ -348,16 +348,9 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         )
     dataset = Dataset.from_list(rows)
 
-    peft_config = None
-    if cfg.lora is not None:
-        from peft import LoraConfig
+    from prorank.train.lora import lora_config
 
-        lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
-                "task_type": "CAUSAL_LM", **cfg.lora}
-        try:
-            peft_config = LoraConfig(**lora)
-        except TypeError as err:
-            raise ValueError(f"lora: {err} (keys are peft.LoraConfig fields)") from None
+    peft_config = None if cfg.lora is None else lora_config(cfg.lora)
 
     reward_funcs = [REWARDS[name] for name, _ in reward_plan(cfg)]
     resume = _resume_arg(cfg, Path(args.output_dir))

@@ -62,8 +62,6 @@ TRAINER_FILE = "trainer.json"
 # config fields that must not change when a run is resumed
 RESUME_KEYS = ("model", "datasets", "dev", "jsonl", "loss", "negatives", "groups_per_batch", "teacher", "train_answer_rows",
                "teacher_scale", "gradient_accumulation_steps", "lora", "train_layers", "seed", "max_length")
-LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
-                 "task_type": "CAUSAL_LM"}
 
 
 @dataclass
@@ -103,7 +101,7 @@ class ScoreConfig:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     train_layers: int | None = None  # train only the top N decoder layers (+ final norm); None = all
-    lora: dict | None = None  # peft.LoraConfig kwargs over LORA_DEFAULTS; None = no LoRA
+    lora: dict | None = None  # peft.LoraConfig kwargs over prorank.train.lora.LORA_DEFAULTS; None = no LoRA
     merge_lora: bool = True  # false: the checkpoint is the adapter alone (small, over its base)
     # with lora: also train the embedding rows of the answer labels "0" and "1" (PEFT trainable
     # tokens; with tied embeddings they are the output rows the score reads)
@@ -203,15 +201,16 @@ def load_trainable(cfg: ScoreConfig) -> tuple[Any, Any, dict[str, Any]]:
     model, tokenizer = loaded.model, loaded.tokenizer
     model.config.use_cache = False
     if cfg.lora is not None:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
         from prorank.prompt import LABELS, answer_token_id
+        from prorank.train.lora import lora_config
 
-        lora = {**LORA_DEFAULTS, **cfg.lora}
-        if cfg.train_answer_rows:
-            lora["trainable_token_indices"] = [answer_token_id(tokenizer, label) for label in LABELS]
+        extra = {"trainable_token_indices": [answer_token_id(tokenizer, label) for label in LABELS]} \
+            if cfg.train_answer_rows else {}
+        config = lora_config(cfg.lora, **extra)
         try:
-            model = get_peft_model(model, LoraConfig(**lora))
+            model = get_peft_model(model, config)
         except (TypeError, ValueError) as err:
             raise ValueError(f"lora: {err} (keys are peft.LoraConfig fields)") from None
     elif cfg.train_layers is not None:
