@@ -53,9 +53,8 @@ def load_beir(dataset: str | Path, split: str, data_dir: str | Path | None = Non
 def bm25_searcher(dataset_path: str | Path) -> Any:
     """A BM25 searcher over the dataset's corpus (the index is built on first use)."""
     from prorank.retrieval.bm25 import BM25Searcher
-    from prorank.retrieval.index import ensure_index
 
-    return BM25Searcher(ensure_index(Path(dataset_path)))
+    return BM25Searcher.for_dataset(Path(dataset_path))
 
 
 def beir_pairs(

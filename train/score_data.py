@@ -25,10 +25,10 @@ TEACHER_TUNE_TOP_K = 20  # the teacher's BM25 weight is tuned on reranking this 
 
 def bm25_run(source: LoadedSource, depth: int, qids: Sequence[str] | None = None) -> dict[str, list[Hit]]:
     """BM25 top-``depth`` hits of the source's queries (or of ``qids``)."""
-    from prorank.retrieval import BM25Searcher, ensure_index
+    from prorank.retrieval import BM25Searcher
 
     wanted = list(qids if qids is not None else source.qids)
-    with BM25Searcher(ensure_index(source.data)) as searcher:
+    with BM25Searcher.for_dataset(source.data) as searcher:
         return searcher.batch_search({q: source.data.queries[q] for q in wanted}, k=depth)
 
 

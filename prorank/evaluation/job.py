@@ -159,15 +159,15 @@ def load_reranker(cfg: EvalConfig) -> Any:
 
 
 def _bm25(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Progress) -> tuple[dict, dict]:
-    from prorank.retrieval import BM25Searcher, ensure_index
+    from prorank.retrieval import BM25Searcher
     from prorank.retrieval.index import read_index_info
 
     task = progress.add_task(f"{dataset.name}: index", total=None)
-    index = ensure_index(dataset, threads=cfg.threads)
-    progress.update(task, description=f"{dataset.name}: BM25", total=len(qids), completed=0)
     depth = max(cfg.depth, cfg.top_k)
     hits: dict = {}
-    with BM25Searcher(index, k1=cfg.k1, b=cfg.b) as searcher:
+    with BM25Searcher.for_dataset(dataset, k1=cfg.k1, b=cfg.b, threads=cfg.threads) as searcher:
+        index = searcher.index
+        progress.update(task, description=f"{dataset.name}: BM25", total=len(qids), completed=0)
         for start in range(0, len(qids), SEARCH_CHUNK):
             chunk = {q: dataset.queries[q] for q in qids[start : start + SEARCH_CHUNK]}
             found = searcher.batch_search(chunk, k=depth + int(cfg.exclude_self), threads=cfg.threads)

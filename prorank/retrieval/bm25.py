@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prorank.config import check_positive
 from prorank.retrieval.index import is_lucene_index, prebuilt_index
@@ -56,6 +57,14 @@ class BM25Searcher:
         self.b = float(b)
         self._searcher = java_class("io.anserini.search.SimpleSearcher")(str(self.index))
         self._searcher.set_bm25(self.k1, self.b)
+
+    @classmethod
+    def for_dataset(cls, dataset: Any, k1: float = 0.9, b: float = 0.4, threads: int = 2) -> "BM25Searcher":
+        """BM25 over a BEIR dataset (object, folder or name), its index built on first use
+        (``prorank.retrieval.index.ensure_index``): the one way every caller opens one."""
+        from prorank.retrieval.index import ensure_index
+
+        return cls(ensure_index(dataset, threads=threads), k1=k1, b=b)
 
     @property
     def num_docs(self) -> int:

@@ -62,12 +62,10 @@ class HybridRetriever:
                  alpha: float = 1.0) -> None:
         if alpha < 0:
             raise ValueError(f"hybrid alpha must be >= 0, got {alpha}")
-        from prorank.retrieval import ensure_index
-
         faiss_mod = import_pyserini("pyserini.search.faiss")
         self.hybrid = import_pyserini("pyserini.search.hybrid").HybridSearcher
         self.dense = faiss_mod.FaissSearcher(str(dense_index(dataset, encoder)), query_encoder(encoder))
-        self.sparse = bm25 if bm25 is not None else BM25Searcher(ensure_index(dataset))
+        self.sparse = bm25 if bm25 is not None else BM25Searcher.for_dataset(dataset)
         self.alpha = float(alpha)
 
     def search(self, query: str, k: int = 100, k0: int | None = None) -> list[Hit]:
