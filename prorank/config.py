@@ -242,6 +242,31 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def add_config_flags(parser: Any, cls: type, dest_prefix: str, skip: Sequence[str] = ()) -> None:
+    """One ``--flag`` per field of config dataclass ``cls`` (``--max-length`` and ``--max_length``),
+    its help and default from ``describe_fields``; absent flags stay unset and values stay strings
+    (YAML-typed by ``flag_values``), so the dataclass keeps its defaults and does the checking. A
+    boolean field's bare flag (``--normalize``) means true. The one way every command builds flags."""
+    import argparse
+
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    for key, default, description in describe_fields(cls):
+        if key in skip:
+            continue
+        flags = ([f"--{key.replace('_', '-')}"] if "_" in key else []) + [f"--{key}"]
+        text = description if "(default" in description else f"{description} (default: {default})".strip()
+        kind = {"metavar": "true|false", "nargs": "?", "const": "true"} if types[key] in (bool, "bool", "bool | None") \
+            else {"metavar": "VALUE"}
+        parser.add_argument(*flags, dest=dest_prefix + key, default=argparse.SUPPRESS, help=text.replace("%", "%%"),
+                            **kind)
+
+
+def flag_values(args: Any, dest_prefix: str) -> dict[str, Any]:
+    """The fields ``add_config_flags`` flags were given for, YAML-typed: ``{"max_length": 256}``."""
+    return {key[len(dest_prefix):]: yaml.safe_load(value) if isinstance(value, str) else value
+            for key, value in vars(args).items() if key.startswith(dest_prefix)}
+
+
 def describe_fields(cls: type) -> list[tuple[str, str, str]]:
     """``(key, default, description)`` for every field of a config dataclass, in order.
 

@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from prorank.config import check_positive, option
+from prorank.config import add_config_flags, check_positive, flag_values, option
 
 __all__ = ["RerankerOptions", "add_option_flags", "options_from_flags"]
 
@@ -57,23 +57,12 @@ class RerankerOptions:
 
 
 def add_option_flags(parser: argparse.ArgumentParser | Any, dest_prefix: str = "reranker.") -> None:
-    """One ``--flag`` per ``RerankerOptions`` field (``--max-length``, ``--normalize``, ...), help
-    from the field; values stay strings (YAML-typed by the config loader), absent flags unset."""
+    """One ``--flag`` per ``RerankerOptions`` field (``--max-length``, ``--normalize``, ...), in a group
+    of their own (``prorank.config.add_config_flags``)."""
     group = parser.add_argument_group("reranker options (RerankerOptions; YAML block `reranker:`)")
-    for f in dataclasses.fields(RerankerOptions):
-        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
-        help_text = f.metadata["help"].replace("%", "%%")
-        if f.type in (bool, "bool") or f.type == "bool | None":  # a bare --normalize means true
-            group.add_argument(*flags, dest=dest_prefix + f.name, default=argparse.SUPPRESS,
-                               metavar="true|false", nargs="?", const="true", help=help_text)
-        else:
-            group.add_argument(*flags, dest=dest_prefix + f.name, default=argparse.SUPPRESS, metavar="VALUE",
-                               help=help_text)
+    add_config_flags(group, RerankerOptions, dest_prefix)
 
 
 def options_from_flags(args: argparse.Namespace, dest_prefix: str = "reranker.") -> dict[str, Any]:
     """The ``RerankerOptions`` fields given on the command line, YAML-typed: ``{"max_length": 256}``."""
-    import yaml
-
-    return {key[len(dest_prefix):]: yaml.safe_load(value) if isinstance(value, str) else value
-            for key, value in vars(args).items() if key.startswith(dest_prefix)}
+    return flag_values(args, dest_prefix)

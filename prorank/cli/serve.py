@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from prorank.config import add_config_flags
     from prorank.options import add_option_flags
     from prorank.serve.config import ServeConfig
 
@@ -23,21 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="serve YAML (default: built-in defaults, model prorank-smollm2-135m)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     fields = p.add_argument_group("config fields (override the YAML)")
-    for f in dataclasses.fields(ServeConfig):
-        if f.name == "reranker":  # its fields get flags of their own: --max-length, --batch-size, ...
-            continue
-        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        help_text = f.metadata["help"]
-        if "(default" not in help_text:  # a field whose help does not explain its default
-            default = "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else f.default
-            help_text += f" (default: {default})"
-        help_text = help_text.replace("%", "%%")
-        if f.type in (bool, "bool"):  # a bare boolean flag (--normalize) means true
-            fields.add_argument(*flags, dest=f"field_{f.name}", default=argparse.SUPPRESS,
-                                metavar="true|false", nargs="?", const="true", help=help_text)
-        else:
-            fields.add_argument(*flags, dest=f"field_{f.name}", default=argparse.SUPPRESS, metavar="VALUE",
-                                help=help_text)
+    add_config_flags(fields, ServeConfig, "field_", skip=("reranker",))  # its fields: the group below
     add_option_flags(p, dest_prefix="field_reranker.")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="more overrides as field=value")
     p.set_defaults(func=_run)

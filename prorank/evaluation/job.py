@@ -52,21 +52,20 @@ class EvalConfig:
     model: str = "none"  # alias, hub id, folder, .gguf, checkpoint, or "none"
     top_k: int = 100  # BM25 candidates reranked per query
     depth: int = 100  # BM25 candidates retrieved per query (raised to top_k if smaller)
-    split: str = "test"
+    split: str = "test"  # qrels split
     max_queries: int | None = None  # first N judged queries in natural id order
     output: str | None = None  # default runs/eval-<time>-<model>
     summary: str | None = None  # extra copy of summary.json (e.g. benchmarks/results/x.json)
     data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
     reranker: RerankerOptions = field(default_factory=RerankerOptions)  # device, dtype, max_length,
     # batch_size, fusion, ... of the model (prorank.options.RerankerOptions; YAML block `reranker:`)
-    instruction: str | None = None
-    first_stage: Literal["bm25", "hybrid", "run"] = "bm25"  # hybrid: BM25 + dense (pyserini HybridSearcher);
-    # run: the candidates of run_file (set by giving run_file)
+    instruction: str | None = None  # optional task instruction line of the prompt
+    first_stage: Literal["bm25", "hybrid", "run"] = "bm25"  # bm25, hybrid (BM25 + dense: pyserini HybridSearcher) or run (set by run_file)
     run_file: str | None = None  # a TREC run of one dataset's queries to rerank instead of BM25's candidates
     dense_model: str = "all-minilm-l6-v2"  # the hybrid first stage's bi-encoder
     hybrid_alpha: float = 1.0  # hybrid score = alpha * normalised BM25 + normalised dense
-    k1: float = 0.9
-    b: float = 0.4
+    k1: float = 0.9  # BM25 term saturation
+    b: float = 0.4  # BM25 length normalisation
     threads: int = 2  # BM25 search and indexing threads
     cache: str | None = None  # score cache file; default $PRORANK_HOME/cache/scores.sqlite; "none" disables
     exclude_self: bool = False  # drop hits whose docid equals the qid (pyserini --remove-query)
