@@ -46,8 +46,20 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
         key = key.replace("-", "_")
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        out[key] = yaml.safe_load(raw) if raw != "" else ""
+        out[key] = yaml_value(raw)
     return out
+
+
+def yaml_value(raw: str) -> Any:
+    """A command-line value as YAML reads it (``"256"`` -> 256, ``"null"`` -> None), the empty
+    string staying ``""``: the one rule for overrides and generated flags."""
+    return yaml.safe_load(raw) if raw != "" else ""
+
+
+def nested(value: Any, cls: type[T], source: str) -> T:
+    """A nested config block given in code as a mapping (``reranker={"max_length": 256}``), built and
+    checked as its YAML form would be (``from_dict``); an instance is returned unchanged."""
+    return value if isinstance(value, cls) else from_dict(cls, value, source)
 
 
 def _apply_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -263,7 +275,7 @@ def add_config_flags(parser: Any, cls: type, dest_prefix: str, skip: Sequence[st
 
 def flag_values(args: Any, dest_prefix: str) -> dict[str, Any]:
     """The fields ``add_config_flags`` flags were given for, YAML-typed: ``{"max_length": 256}``."""
-    return {key[len(dest_prefix):]: yaml.safe_load(value) if isinstance(value, str) else value
+    return {key[len(dest_prefix):]: yaml_value(value) if isinstance(value, str) else value
             for key, value in vars(args).items() if key.startswith(dest_prefix)}
 
 

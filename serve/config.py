@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from prorank.config import ConfigError, apply_overrides, check_positive, from_dict, option, read_yaml
+from prorank.config import ConfigError, apply_overrides, check_positive, from_dict, nested, option, read_yaml
 from prorank.options import RerankerOptions
 from prorank.registry import DEFAULT_MODEL
 
@@ -76,11 +76,7 @@ class ServeConfig:
         )
         for name in positive_ints:
             check_positive(name, getattr(self, name), error=ConfigError, where="serve config: ")
-        if isinstance(self.reranker, dict):  # built in code with a plain mapping
-            try:
-                self.reranker = RerankerOptions(**self.reranker)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"serve config: reranker: {err}") from None
+        self.reranker = nested(self.reranker, RerankerOptions, "serve config: reranker")
         if self.port > 65535:
             raise ConfigError(f"serve config: port must be <= 65535, got {self.port}")
         if self.max_queued_requests < -1:

@@ -144,8 +144,10 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     """Two prompts per step read in order 1, 0, 1, 0; the label_one diagnostic and the held-out
     probe (real scifact pairs, before training and every step) land in log.jsonl."""
     cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", per_device_train_batch_size=8)
+    from prorank.train.probe import ProbeConfig
+
     cfg.balanced_batches, cfg.baseline = True, "batch"
-    cfg.probe = {"dataset": "scifact", "split": "test", "max_queries": 4, "max_pairs": 6, "every": 1}
+    cfg.probe = ProbeConfig(dataset="scifact", split="test", max_queries=4, max_pairs=6, every=1)
     cfg.data_dir = str(data_dir)
     args = grpo_args(cfg)
     assert args.shuffle_dataset is False and args.generation_batch_size // args.num_generations == 2

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from prorank.config import load_config, read_yaml, to_dict
+from prorank.train import is_main_process
 
 __all__ = ["PipelineConfig", "flatten", "main"]
 
@@ -100,7 +101,7 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
             result = warmup_main(wcfg)
             report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "seconds": round(time.time() - t0, 1),
                                           "summary": _jsonable(result)}
-        if _is_main_process():
+        if is_main_process():
             atomic_write_json(out / "pipeline.json", report)
 
     defaults: dict[str, Any] = {"output_dir": str(out / "score")}
@@ -113,7 +114,7 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     result = score_main(scfg)
     report["stages"]["score"] = {"checkpoint": str(Path(scfg.output_dir) / "model"),
                                  "seconds": round(time.time() - t0, 1), "summary": _jsonable(result)}
-    if not _is_main_process():  # under accelerate launch: one process evaluates and writes
+    if not is_main_process():  # under accelerate launch: one process evaluates and writes
         return report
     atomic_write_json(out / "pipeline.json", report)
 
@@ -140,15 +141,6 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     report["seconds"] = round(time.time() - started, 1)
     atomic_write_json(out / "pipeline.json", report)
     return report
-
-
-def _is_main_process() -> bool:
-    """Whether this is the main process: global rank 0 under ``accelerate launch`` (torchrun sets
-    ``RANK``), or the only process of a plain run. Read from the environment, so that asking does
-    not set up accelerate's process state before a stage chooses its device."""
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 def _jsonable(value: Any) -> Any:

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from prorank.atomic import atomic_write_json
-from prorank.config import from_dict, to_dict
+from prorank.config import from_dict, nested, to_dict
 from prorank.evaluation.provenance import portable_path
+from prorank.train.probe import ProbeConfig
 from prorank.train.sources import DataSource
 
 __all__ = ["WarmupConfig", "LOG_KEYS", "build_pairs", "grpo_args", "heldout_config", "measure", "run_record", "publish", "main"]
@@ -101,7 +102,7 @@ class WarmupConfig:
     heldout: dict | None = None
     # --- a cheap held-out probe during training (prorank.train.probe.ProbeConfig fields): score AUC,
     #     label shares and accuracy every `every` steps, into log.jsonl; null to skip
-    probe: dict | None = None
+    probe: ProbeConfig | None = None
     # extra copy of the run record (training summary + held-out result), e.g.
     # benchmarks/results/warmup-cpu.json; the curves PNG is copied next to it (same stem)
     summary: str | None = None
@@ -132,9 +133,7 @@ class WarmupConfig:
             raise ValueError("balanced_batches reads the pairs in their balanced order: "
                              "grpo.shuffle_dataset must stay false")
         if self.probe is not None:
-            from prorank.train.probe import ProbeConfig
-
-            from_dict(ProbeConfig, self.probe, "probe")  # validates the block now
+            self.probe = nested(self.probe, ProbeConfig, "probe")
 
 
 def reward_plan(cfg: WarmupConfig) -> list[tuple[str, float]]:
@@ -362,11 +361,10 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
     if cfg.end_of_answer_bias or cfg.answer_first_phase:
         schedule = _exploration_schedule(cfg, builder, args.max_completion_length)
         callbacks.insert(0, schedule)  # runs first, so what it logs reaches log.jsonl
-    if cfg.probe is not None:
-        from prorank.train.probe import ProbeConfig, probe_callback, probe_pairs
+    if cfg.probe is not None and is_main:  # only the main process measures (and logs)
+        from prorank.train.probe import probe_callback, probe_pairs
 
-        probe_cfg = from_dict(ProbeConfig, cfg.probe, "probe")
-        callbacks.insert(0, probe_callback(probe_cfg, probe_pairs(probe_cfg, cfg.data_dir, cfg.seed), builder,
+        callbacks.insert(0, probe_callback(cfg.probe, probe_pairs(cfg.probe, cfg.data_dir, cfg.seed), builder,
                                            cfg.instruction))
     from prorank.train.baseline import grpo_trainer_class
 

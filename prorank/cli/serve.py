@@ -31,10 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_namespace(args: argparse.Namespace):
     """The ``ServeConfig`` the parsed command line describes (YAML, then the overrides)."""
+    from prorank.config import flag_values, parse_overrides
     from prorank.serve.config import load_serve_config
 
-    tokens = [f"{key[len('field_'):]}={value}" for key, value in vars(args).items() if key.startswith("field_")]
-    return load_serve_config(args.config, tokens + list(args.overrides or []))
+    return load_serve_config(args.config, {**flag_values(args, "field_"), **parse_overrides(args.overrides or [])})
 
 
 def _run(args: argparse.Namespace) -> int:

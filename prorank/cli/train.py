@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 from typing import Any
 
 # subcommand -> (module, config class, help)
@@ -119,7 +118,9 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(to_dict(cfg), indent=2, default=str))
         return 0
     result = module.main(cfg)
-    if isinstance(result, dict) and os.environ.get("RANK", "0") == "0":  # once under accelerate launch
+    from prorank.train import is_main_process
+
+    if isinstance(result, dict) and is_main_process():  # once under accelerate launch
         print(json.dumps(_brief(result), indent=2, default=str))
     return 0
 

@@ -28,10 +28,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from prorank.atomic import atomic_write_json
-from prorank.config import check_positive, to_dict
+from prorank.config import check_positive, nested, to_dict
 from prorank.data import BeirDataset, load_dataset
 from prorank.evaluation import provenance
-from prorank.evaluation.cache import ScoreCache
+from prorank.evaluation.cache import ScoreCache, open_cache
 from prorank.evaluation.metrics import METRICS, evaluate, mean_metrics
 from prorank.evaluation.report import delta, print_table, print_throughput, write_per_query
 from prorank.evaluation.rerank import LocalScoring, RerankStats, fuse_run, rerank_chunks
@@ -85,8 +85,7 @@ class EvalConfig:
         for name in ("top_k", "depth", "threads"):
             check_positive(name, getattr(self, name))
         check_positive("max_queries", self.max_queries, optional=True)
-        if isinstance(self.reranker, dict):  # built in code with a plain mapping
-            self.reranker = RerankerOptions(**self.reranker)
+        self.reranker = nested(self.reranker, RerankerOptions, "reranker")
         if not self.model:
             raise ValueError("model: give a model name or path, or 'none' for BM25 alone")
         if self.first_stage not in ("bm25", "hybrid", "run"):
@@ -140,14 +139,6 @@ def default_output(cfg: EvalConfig) -> Path:
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-
-
-def _open_cache(cfg: EvalConfig) -> ScoreCache | None:
-    if cfg.cache is not None and cfg.cache.lower() == "none":
-        return None
-    from prorank.paths import prorank_home
-
-    return ScoreCache(cfg.cache or prorank_home() / "cache" / "scores.sqlite")
 
 
 def load_reranker(cfg: EvalConfig) -> Any:
@@ -349,7 +340,7 @@ def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) 
     started, began, cpu_began = provenance.now_utc(), time.time(), time.process_time()
     output = Path(cfg.output) if cfg.output else default_output(cfg)
     scoring, model = _scoring(cfg, reranker, console)
-    cache = _open_cache(cfg) if scoring is not None else None
+    cache = open_cache(cfg.cache) if scoring is not None else None
     names: dict[str, int] = {}
     datasets: dict[str, Any] = {}
     try:

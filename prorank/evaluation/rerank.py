@@ -41,10 +41,6 @@ class RerankStats:
     wall_seconds: float = 0.0
     workers: dict[str, tuple[int, float]] = field(default_factory=dict)  # worker: (pairs scored, model seconds)
 
-    @property
-    def pairs_per_second(self) -> float | None:
-        return self.scored / self.model_seconds if self.scored and self.model_seconds > 0 else None
-
 
 def scorer_key(reranker: Any, instruction: str | None = None) -> ScorerKey:
     """Cache key of ``reranker``: its fingerprint (weights, prompt, max_length) plus other settings."""
