@@ -152,6 +152,18 @@ def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
     return value
 
 
+def _over_default(f: dataclasses.Field, value: Any, tp: Any) -> Any:
+    """A nested block's mapping laid over the field's default instance: the keys it names change,
+    the defaults the field sets (``RerankerOptions(max_length=512, batch_size=8)``) stay."""
+    if not (isinstance(value, dict) and dataclasses.is_dataclass(tp)):
+        return value
+    factory = f.default_factory  # type: ignore[misc]
+    default = factory() if factory is not dataclasses.MISSING else f.default
+    if not isinstance(default, tp):
+        return value
+    return {**{g.name: getattr(default, g.name) for g in dataclasses.fields(default) if g.init}, **value}
+
+
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError``."""
     if not dataclasses.is_dataclass(cls):
@@ -172,7 +184,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     kwargs = {}
     for key, value in data.items():
         tp = hints[key]
-        kwargs[key] = _coerce(key, value, tp, source)
+        kwargs[key] = _coerce(key, _over_default(fields[key], value, tp), tp, source)
     missing = [
         name
         for name, f in fields.items()

@@ -36,6 +36,16 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.grpo == {"beta": 0.04} and cfg.datasets == ["a", "b"] and cfg.inner.depth == 3
 
 
+def test_a_nested_block_changes_only_the_keys_it_names():
+    from prorank.config import from_dict
+    from prorank.train.heldout import HeldoutConfig
+
+    cfg = from_dict(HeldoutConfig, {"models": ["m"], "reranker": {"max_length": 128}})
+    assert cfg.reranker.max_length == 128 and cfg.reranker.batch_size == 8  # the field's default stays
+    assert from_dict(HeldoutConfig, {"models": ["m"], "reranker": {"batch_size": 2}}).reranker.max_length == 512
+    assert from_dict(Cfg, {"model": "m", "inner": {}}).inner.depth == 10
+
+
 def test_unknown_key_names_key_and_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: m\nlearning_rat: 1\n")

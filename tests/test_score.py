@@ -106,6 +106,22 @@ def test_resume_after_interruption_gives_the_same_state(tiny_model_dir, groups_f
     assert again["steps"] == 5 and again["resumed_from_step"] == 5
 
 
+def test_a_finished_run_is_extended_by_raising_max_steps(tiny_model_dir, groups_file, tmp_path) -> None:
+    """Training longer = the same command with a larger max_steps: it continues from the saved state,
+    its learning rate following the schedule of the new length from there on."""
+    main(_cfg(tiny_model_dir, groups_file, tmp_path / "x", max_steps=3, save_every=3))
+    first = _weights(tmp_path / "x" / "model")
+    summary = main(_cfg(tiny_model_dir, groups_file, tmp_path / "x", max_steps=6, save_every=3))
+    assert summary["resumed_from_step"] == 3 and summary["steps"] == 6
+    assert any(not torch.equal(first[k], v) for k, v in _weights(tmp_path / "x" / "model").items())
+    main(_cfg(tiny_model_dir, groups_file, tmp_path / "y", max_steps=6, save_every=3))
+    lrs = {d: {r["step"]: r["learning_rate"] for r in map(json.loads, (tmp_path / d / "log.jsonl").open())}
+           for d in ("x", "y")}
+    assert list(lrs["x"]) == [1, 2, 3, 4, 5, 6]
+    assert [lrs["x"][s] for s in (4, 5, 6)] == pytest.approx([lrs["y"][s] for s in (4, 5, 6)])
+    assert lrs["x"][3] < lrs["y"][3]  # the first 3 steps decayed towards 0 at step 3
+
+
 def test_resume_refuses_a_changed_config(tiny_model_dir, groups_file, tmp_path) -> None:
     main(_cfg(tiny_model_dir, groups_file, tmp_path / "r", max_steps=2), stop_at=1)
     with pytest.raises(ValueError, match="loss"):

@@ -492,7 +492,7 @@ def heldout_config(cfg: WarmupConfig) -> Any:
     block = {"models": [cfg.model, str(out / "model")], "names": ["zero-shot", "warmup"],
              "output": str(out / "heldout.json"), "data_dir": cfg.data_dir, "num_threads": cfg.num_threads,
              **(cfg.heldout or {})}
-    block["reranker"] = {"max_length": cfg.max_length, "batch_size": 8, **block.get("reranker", {})}
+    block["reranker"] = {"max_length": cfg.max_length, **block.get("reranker", {})}
     return from_dict(HeldoutConfig, block, "warmup:heldout")
 
 
