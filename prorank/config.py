@@ -9,6 +9,7 @@ Fields whose type is ``dict`` take nested mappings (e.g. the ``grpo:`` block han
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -266,21 +267,52 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0", "null"})
+
+
+class BoolFlag(argparse.Action):
+    """A boolean field's flag: ``--normalize`` (true) or ``--normalize false``; see ``bare_bool_flags``."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+
+
+def bare_bool_flags(argv: Sequence[str], parser: Any) -> list[str]:
+    """``argv`` with ``true`` written after each bare boolean flag (``BoolFlag``) that is followed
+    by something other than a boolean word, so ``--normalize max_batch_size=8`` keeps the override
+    as an override instead of reading it as the flag's value."""
+    flags: set[str] = set()
+    others: set[str] = set()
+    stack = [parser]
+    while stack:
+        node = stack.pop()
+        for action in node._actions:
+            (flags if isinstance(action, BoolFlag) else others).update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(set(action.choices.values()))
+    flags -= others  # a flag that takes a value in some command is left to argparse
+    out: list[str] = []
+    for i, token in enumerate(argv):
+        out.append(token)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if token in flags and (following is None or following.lower() not in BOOL_WORDS):
+            out.append("true")
+    return out
+
+
 def add_config_flags(parser: Any, cls: type, dest_prefix: str, skip: Sequence[str] = ()) -> None:
     """One ``--flag`` per field of config dataclass ``cls`` (``--max-length`` and ``--max_length``),
     its help and default from ``describe_fields``; absent flags stay unset and values stay strings
     (YAML-typed by ``flag_values``), so the dataclass keeps its defaults and does the checking. A
     boolean field's bare flag (``--normalize``) means true. The one way every command builds flags."""
-    import argparse
-
     types = {f.name: f.type for f in dataclasses.fields(cls)}
     for key, default, description in describe_fields(cls):
         if key in skip:
             continue
         flags = ([f"--{key.replace('_', '-')}"] if "_" in key else []) + [f"--{key}"]
         text = description if "(default" in description else f"{description} (default: {default})".strip()
-        kind = {"metavar": "true|false", "nargs": "?", "const": "true"} if types[key] in (bool, "bool", "bool | None") \
-            else {"metavar": "VALUE"}
+        kind = {"metavar": "true|false", "nargs": "?", "const": "true", "action": BoolFlag} \
+            if types[key] in (bool, "bool", "bool | None") else {"metavar": "VALUE"}
         parser.add_argument(*flags, dest=dest_prefix + key, default=argparse.SUPPRESS, help=text.replace("%", "%%"),
                             **kind)
 

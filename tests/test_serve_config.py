@@ -52,6 +52,20 @@ def test_cli_builds_the_config_from_yaml_and_overrides():
     assert cfg.autoscaling == {"max_replicas": 3} and cfg.host == "127.0.0.1"
 
 
+@pytest.mark.parametrize("argv, normalize, batch", [
+    (["--normalize", "max_batch_size=8"], True, 8),  # a bare flag does not swallow the override
+    (["--normalize", "false", "max_batch_size=8"], False, 8),
+    (["--normalize=false"], False, None),
+])
+def test_a_bare_boolean_flag_leaves_the_next_override_alone(argv, normalize, batch):
+    from prorank.cli import parse_args
+    from prorank.cli.serve import config_from_namespace
+
+    cfg = config_from_namespace(parse_args(["serve", "--index", "/x", *argv]))
+    assert cfg.reranker.normalize is normalize
+    assert cfg.max_batch_size == (batch or ServeConfig().max_batch_size)
+
+
 def test_missing_model_or_index_fails_before_starting(tmp_path):
     from prorank.serve.app import check_paths
 

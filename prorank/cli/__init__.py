@@ -64,9 +64,16 @@ def _add_debug_flags(parser: argparse.ArgumentParser) -> None:
             _add_debug_flags(child)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; a bare boolean flag never takes the next override as its value."""
+    from prorank.config import bare_bool_flags
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return parser.parse_args(bare_bool_flags(sys.argv[1:] if argv is None else list(argv), parser))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         result = args.func(args)
     except KeyboardInterrupt:
