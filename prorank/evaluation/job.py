@@ -44,6 +44,9 @@ SUMMARY_FORMAT = "prorank-eval-v1"
 SEARCH_CHUNK = 50  # queries per batch_search call (progress granularity)
 
 
+RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")  # engine: ray only
+
+
 @dataclass
 class EvalConfig:
     """Settings of one evaluation; ``model="none"`` evaluates BM25 alone."""
@@ -105,22 +108,16 @@ class EvalConfig:
     def _check_engine(self) -> None:
         if self.engine not in ("local", "ray"):
             raise ValueError(f"engine must be local or ray, got {self.engine!r}")
-        ray_only = {"address": self.address, "actors": self.actors, "cpus_per_actor": self.cpus_per_actor,
-                    "gpus_per_actor": self.gpus_per_actor}
         if self.engine == "local":
-            for name, value in ray_only.items():
-                if value is not None:
+            for name in RAY_OPTIONS:
+                if getattr(self, name) is not None:
                     raise ValueError(f"{name}: only used with engine 'ray' (engine is 'local')")
             return
         if self.bm25_only:
             raise ValueError("engine: 'ray' distributes reranking; with model 'none' there is none (use engine local)")
-        self.actors = check_positive("actors", 1 if self.actors is None else self.actors)
-        self.cpus_per_actor = check_positive("cpus_per_actor", 1 if self.cpus_per_actor is None else self.cpus_per_actor)
-        gpus = self.gpus_per_actor
-        if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not gpus > 0):
-            raise ValueError(f"gpus_per_actor must be a positive number or null (CPU actors), got {gpus!r}")
-        if self.address is not None and not str(self.address).strip():
-            raise ValueError("address: give a Ray address (e.g. auto or ray://head:10001) or leave it unset")
+        from prorank.evaluation.ray_engine import check_options
+
+        check_options(self)
 
     @property
     def bm25_only(self) -> bool:

@@ -31,6 +31,19 @@ CHUNKS_PER_CALL = 1  # rows (chunks) per actor call: progress and cache writes p
 MAX_BLOCKS = 1000  # blocks the rows are split into (the pool's unit of hand-out)
 
 
+def check_options(cfg: Any) -> None:
+    """Fill and check the pool options of an ``engine: ray`` EvalConfig (defaults: 1 actor, 1 CPU each)."""
+    from prorank.config import check_positive
+
+    cfg.actors = check_positive("actors", 1 if cfg.actors is None else cfg.actors)
+    cfg.cpus_per_actor = check_positive("cpus_per_actor", 1 if cfg.cpus_per_actor is None else cfg.cpus_per_actor)
+    gpus = cfg.gpus_per_actor
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not gpus > 0):
+        raise ValueError(f"gpus_per_actor must be a positive number or null (CPU actors), got {gpus!r}")
+    if cfg.address is not None and not str(cfg.address).strip():
+        raise ValueError("address: give a Ray address (e.g. auto or ray://head:10001) or leave it unset")
+
+
 class RerankActor:
     """One Reranker per actor, loaded as the local engine loads it; scores chunks row by row."""
 
