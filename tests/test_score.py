@@ -120,6 +120,15 @@ def test_a_finished_run_is_extended_by_raising_max_steps(tiny_model_dir, groups_
     assert list(lrs["x"]) == [1, 2, 3, 4, 5, 6]
     assert [lrs["x"][s] for s in (4, 5, 6)] == pytest.approx([lrs["y"][s] for s in (4, 5, 6)])
     assert lrs["x"][3] < lrs["y"][3]  # the first 3 steps decayed towards 0 at step 3
+    # the checkpoint's config records the old length, and retrains the same model from scratch
+    config = json.loads((tmp_path / "x" / "model" / "prorank.json").read_text())["config"]
+    assert config["max_steps"] == 6 and config["restarts"] == [3]
+    main(_cfg(tiny_model_dir, groups_file, tmp_path / "z", max_steps=6, save_every=3, restarts=[3]))
+    x, z = _weights(tmp_path / "x" / "model"), _weights(tmp_path / "z" / "model")
+    for key in x:
+        assert torch.allclose(x[key], z[key], rtol=0, atol=1e-6), key
+    with pytest.raises(ValueError, match="restarts"):
+        _cfg(tiny_model_dir, groups_file, tmp_path / "w", max_steps=6, restarts=[6])
 
 
 def test_resume_refuses_a_changed_config(tiny_model_dir, groups_file, tmp_path) -> None:

@@ -97,6 +97,10 @@ class ScoreConfig:
     lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
     warmup_ratio: float = 0.1
     max_steps: int = 100  # optimizer steps
+    # steps where an earlier schedule ended: the learning rate follows the schedule of length
+    # restarts[0] up to it, then that of the next one, ..., then max_steps'. A finished run re-run
+    # with a larger max_steps records its old length here, so its config retrains it from scratch
+    restarts: list[int] = field(default_factory=list)
     groups_per_batch: int = 2  # per device and micro-batch
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
@@ -130,6 +134,9 @@ class ScoreConfig:
                      "dev_top_k", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(not 0 < r < self.max_steps for r in self.restarts) or self.restarts != sorted(set(self.restarts)):
+            raise ValueError(f"restarts must be increasing steps between 0 and max_steps={self.max_steps}, "
+                             f"got {self.restarts}")
         if self.save_every < 0:
             raise ValueError("save_every must be >= 0")
         if len(self.negatives_window) != 2:
@@ -287,6 +294,16 @@ def save_state(accelerator: Any, out: Path, state: RunState, cfg: ScoreConfig) -
     accelerator.wait_for_everyone()
 
 
+def _restarts_after_resume(saved: dict[str, Any], step: int, cfg: ScoreConfig) -> list[int]:
+    """The schedule's pieces as trained so far (the saved run's, and its end if it had finished
+    and ``max_steps`` grew), then ``cfg``'s pieces still ahead."""
+    past = [r for r in saved.get("restarts", []) if r <= step]
+    old_end = saved.get("max_steps", cfg.max_steps)
+    if step >= old_end and old_end < cfg.max_steps:
+        past.append(old_end)
+    return sorted(set(past + [r for r in cfg.restarts if r > step]))
+
+
 def restore_state(accelerator: Any, out: Path, cfg: ScoreConfig) -> RunState:
     """The saved state (model/optimizer/scheduler restored into ``accelerator``), or a fresh one;
     log records written after the saved step are dropped so the log matches the state."""
@@ -299,6 +316,7 @@ def restore_state(accelerator: Any, out: Path, cfg: ScoreConfig) -> RunState:
         accelerator.load_state(str(folder))
         state = RunState(saved["step"], saved.get("best"), saved.get("best_step"), saved.get("history", []),
                          resumed_from=saved["step"])
+        cfg.restarts = _restarts_after_resume(saved.get("config", {}), state.step, cfg)
         written = (read_metadata(out / "model") or {}).get("train") or {}
         if written.get("dev_ndcg@10") is not None and (state.best is None or written["dev_ndcg@10"] > state.best):
             state.best, state.best_step = written["dev_ndcg@10"], written.get("step")  # saved after the state
@@ -309,13 +327,38 @@ def restore_state(accelerator: Any, out: Path, cfg: ScoreConfig) -> RunState:
 
 
 def _schedule(cfg: ScoreConfig, optimizer: Any, num_processes: int) -> Any:
+    """The learning-rate schedule: ``lr_scheduler`` over ``max_steps``, or piecewise over
+    ``restarts`` (each piece the schedule of its own length, read at the step count)."""
+    from torch.optim.lr_scheduler import LambdaLR
     from transformers import get_scheduler
 
     name = {"constant": "constant_with_warmup"}.get(cfg.lr_scheduler, cfg.lr_scheduler)
-    # accelerate steps a prepared scheduler num_processes times per optimizer step; both counts are
-    # whole optimizer steps times that, so every process count follows the same learning-rate curve
-    warmup = math.ceil(cfg.warmup_ratio * cfg.max_steps) * num_processes
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=cfg.max_steps * num_processes)
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    curves: dict[int, Any] = {}
+
+    def curve(length: int) -> Any:
+        # accelerate steps a prepared scheduler num_processes times per optimizer step; both counts are
+        # whole optimizer steps times that, so every process count follows the same learning-rate curve
+        if length not in curves:
+            warmup = math.ceil(cfg.warmup_ratio * length) * num_processes
+            curves[length] = get_scheduler(name, probe, num_warmup_steps=warmup,
+                                           num_training_steps=length * num_processes).lr_lambdas[0]
+        return curves[length]
+
+    def factor(count: int) -> float:  # cfg.restarts read at each step: restore_state may extend it
+        length = next((n for n in cfg.restarts if count < n * num_processes), cfg.max_steps)
+        return curve(length)(count)
+
+    return LambdaLR(optimizer, factor)
+
+
+def _sync_learning_rate(scheduler: Any) -> None:
+    """Set the optimizer's rate to the schedule's at its (restored) step count: a restored optimizer
+    holds the rate its last step left (0 at the end of a finished run), which is stale once
+    ``max_steps`` grew."""
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper
+    for group, base, factor in zip(inner.optimizer.param_groups, inner.base_lrs, inner.lr_lambdas):
+        group["lr"] = base * factor(inner.last_epoch)
 
 
 def _batch(groups: list, micro: int, cfg: ScoreConfig, rank: int, world: int) -> list:
@@ -378,6 +421,7 @@ class ScoreRun:
         scheduler = _schedule(cfg, optimizer, self.acc.num_processes)
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, scheduler)
         self.state = restore_state(self.acc, self.out, cfg)
+        _sync_learning_rate(self.scheduler)
         self.log = TrainLog(self.out / "log.jsonl")
         self.micro = self.state.step * cfg.gradient_accumulation_steps
         parent = parent or {}
