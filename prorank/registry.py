@@ -113,9 +113,9 @@ REGISTRY: dict[str, PackagedModel] = {
             base="smollm2-135m-instruct",
             folder="prorank-smollm2-135m",
             files_sha256={
-                "adapter_config.json": "a1944291086e5785067f047339512e6df2cae0d992c141a863471f81fb0392ca",
-                "adapter_model.safetensors": "0cb0594a894ec5c93092adcf1836ac77ec59ca9494fdefc2e86dc2ab2937bad3",
-                "prorank.json": "207894d9cafe36a6e87ac44a898c50d5c835e3aa1be0ab13910bbcd77c20079b",
+                "adapter_config.json": "2dd36efdbd2c76913ef3324afc00b4cace66288e24caebb692dcf5bdad42d9bf",
+                "adapter_model.safetensors": "7effc0fa7b071ce829e374dc28bddf8fae68b3f2bf6b58bb239dbce5c9487fab",
+                "prorank.json": "85b8b2bc62e17b98814e62fa489af8c847f0a528a88a75be974c3e00583cf78e",
             },
             license="Apache-2.0 (code, base); trained on SciFact (CC BY-NC 2.0) and NFCorpus train",
         ),
