@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Iterable, Sequence, TypeVar
 
 import yaml
 
@@ -277,19 +277,14 @@ class BoolFlag(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def bare_bool_flags(argv: Sequence[str], parser: Any) -> list[str]:
+def bare_bool_flags(argv: Sequence[str], actions: Iterable[argparse.Action]) -> list[str]:
     """``argv`` with ``true`` written after each bare boolean flag (``BoolFlag``) that is followed
     by something other than a boolean word, so ``--normalize max_batch_size=8`` keeps the override
-    as an override instead of reading it as the flag's value."""
+    as an override instead of reading it as the flag's value. ``actions``: every command's."""
     flags: set[str] = set()
     others: set[str] = set()
-    stack = [parser]
-    while stack:
-        node = stack.pop()
-        for action in node._actions:
-            (flags if isinstance(action, BoolFlag) else others).update(action.option_strings)
-            if isinstance(action, argparse._SubParsersAction):
-                stack.extend(set(action.choices.values()))
+    for action in actions:
+        (flags if isinstance(action, BoolFlag) else others).update(action.option_strings)
     flags -= others  # a flag that takes a value in some command is left to argparse
     out: list[str] = []
     for i, token in enumerate(argv):

@@ -316,7 +316,6 @@ def restore_state(accelerator: Any, out: Path, cfg: ScoreConfig) -> RunState:
         accelerator.load_state(str(folder))
         state = RunState(saved["step"], saved.get("best"), saved.get("best_step"), saved.get("history", []),
                          resumed_from=saved["step"])
-        cfg.restarts = _restarts_after_resume(saved.get("config", {}), state.step, cfg)
         written = (read_metadata(out / "model") or {}).get("train") or {}
         if written.get("dev_ndcg@10") is not None and (state.best is None or written["dev_ndcg@10"] > state.best):
             state.best, state.best_step = written["dev_ndcg@10"], written.get("step")  # saved after the state
@@ -345,7 +344,7 @@ def _schedule(cfg: ScoreConfig, optimizer: Any, num_processes: int) -> Any:
                                            num_training_steps=length * num_processes).lr_lambdas[0]
         return curves[length]
 
-    def factor(count: int) -> float:  # cfg.restarts read at each step: restore_state may extend it
+    def factor(count: int) -> float:
         length = next((n for n in cfg.restarts if count < n * num_processes), cfg.max_steps)
         return curve(length)(count)
 
@@ -401,7 +400,9 @@ class ScoreRun:
         self.main_proc = self.acc.is_main_process
         folder = _state_dir(self.out) if cfg.resume else None
         if folder is not None:
-            _check_resumable(json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8")), cfg)
+            saved = json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8"))
+            _check_resumable(saved, cfg)
+            cfg.restarts = _restarts_after_resume(saved.get("config", {}), saved["step"], cfg)
         if self.main_proc:  # data: built once by the main process, read by all, reused on resume
             self.out.mkdir(parents=True, exist_ok=True)
             if folder is None or not (self.out / "groups.jsonl").is_file():

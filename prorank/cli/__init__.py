@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
 # (module under prorank.cli, one-line help) in the order shown by --help
 SUBCOMMANDS = (
@@ -52,16 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every subcommand parser under it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):  # an alias names the same parser
+                yield from _parsers(child)
+
+
 def _add_debug_flags(parser: argparse.ArgumentParser) -> None:
     """``--debug`` (tracebacks instead of one-line errors) on every command that has no subcommands."""
-    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not actions:
-        if "--debug" not in parser._option_string_actions:
-            parser.add_argument("--debug", action="store_true", help="show tracebacks")
-        return
-    for action in actions:
-        for child in set(action.choices.values()):
-            _add_debug_flags(child)
+    for node in _parsers(parser):
+        leaf = not any(isinstance(a, argparse._SubParsersAction) for a in node._actions)
+        if leaf and "--debug" not in node._option_string_actions:
+            node.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -69,7 +74,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from prorank.config import bare_bool_flags
 
     parser = build_parser()
-    return parser.parse_args(bare_bool_flags(sys.argv[1:] if argv is None else list(argv), parser))
+    actions = [action for node in _parsers(parser) for action in node._actions]
+    return parser.parse_args(bare_bool_flags(sys.argv[1:] if argv is None else list(argv), actions))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
