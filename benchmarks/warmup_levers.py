@@ -4,7 +4,9 @@ Reads the ``log.jsonl`` of finished (or stopped) ``prorank train warmup`` runs a
 run: steps, format rate, the share of sampled answers saying ``1`` (``label_one_rate``), the share
 of prompts whose samples all got the same reward (``frac_reward_zero_std``), and the held-out probe
 (score AUC and greedy label-1 share on fixed dev pairs, ``probe`` block) at the start, its best and
-at the end. Prints a Markdown table, writes JSON.
+at the end, and -- when the run was measured (``heldout.json``) -- the held-out numbers the issue's
+targets are stated in: format success, score AUC and the share of greedy answers saying ``1``.
+Prints a Markdown table, writes JSON.
 
     python benchmarks/warmup_levers.py --run "group baseline=runs/warmup-cpu-v2" \\
         --run "batch baseline=runs/warmup-cpu-v3" --out benchmarks/results/warmup-levers.json
@@ -46,7 +48,8 @@ def summarise(run_dir: Path, tail: int = 10) -> dict[str, Any]:
         "steps": steps[-1]["step"],
         "settings": {k: config.get(k) for k in ("balanced_batches", "baseline") if k in config}
         | {k: config.get("grpo", {}).get(k) for k in ("num_generations", "per_device_train_batch_size",
-                                                         "scale_rewards", "entropy_coef", "learning_rate")
+                                                         "scale_rewards", "entropy_coef", "learning_rate",
+                                                         "lr_scheduler_type", "warmup_steps")
            if k in config.get("grpo", {})},
         f"last{tail}": {k: _mean(last, k) for k in ("format_rate", "accuracy", "label_one_rate",
                                                      "frac_reward_zero_std", "entropy")},
@@ -56,7 +59,23 @@ def summarise(run_dir: Path, tail: int = 10) -> dict[str, Any]:
             "end": {"step": probes[-1]["step"], "auc": probes[-1]["probe_auc"], "label_one": probes[-1]["probe_label_one"]},
             "series": [[p["step"], p["probe_auc"], p["probe_label_one"]] for p in probes],
         },
+        "heldout": heldout(run_dir / "heldout.json"),
     }
+
+
+def heldout(path: Path) -> dict[str, Any] | None:
+    """The warmed-up model's held-out measurement (``prorank train heldout``), if the run has one."""
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text(encoding="utf-8"))
+    models = {m["name"]: m for m in report["models"]}
+    if "warmup" not in models:
+        raise ValueError(f"{path}: no 'warmup' model in the held-out report")
+    m, answered = models["warmup"], models["warmup"]["answered"]
+    pairs = sum(answered.values())
+    aucs = {name: None if r.get("score_auc") is None else round(r["score_auc"], 4) for name, r in models.items()}
+    return {"pairs": pairs, "format_rate": m["format_rate"], "accuracy": m["accuracy"], "score_auc": aucs["warmup"],
+            "label_one_share": round(answered.get("1", 0) / pairs, 4), "zero_shot_auc": aucs.get("zero-shot")}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -70,13 +89,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not sep:
             parser.error(f"--run takes NAME=RUN_DIR, got {item!r}")
         rows.append({"name": name, **summarise(Path(path))})
-    print("| run | steps | format | label-1 rate | zero-std prompts | probe AUC start -> best -> end | probe label-1 end |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | steps | format | label-1 rate | zero-std prompts | probe AUC start -> best -> end | probe label-1 end "
+          "| held-out format / AUC / greedy 1 |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        t, p = r["last10"], r["probe"] or {}
+        t, p, h = r["last10"], r["probe"] or {}, r["heldout"]
         auc = f"{p['start']['auc']} -> {p['best_auc']} -> {p['end']['auc']}" if p else "-"
+        held = f"{h['format_rate']} / {h['score_auc']} / {h['label_one_share']}" if h else "-"
         print(f"| {r['name']} | {r['steps']} | {t['format_rate']} | {t['label_one_rate']} | "
-              f"{t['frac_reward_zero_std']} | {auc} | {p.get('end', {}).get('label_one', '-')} |")
+              f"{t['frac_reward_zero_std']} | {auc} | {p.get('end', {}).get('label_one', '-')} | {held} |")
     record = {"command": " ".join(["python", "benchmarks/warmup_levers.py", *(argv or sys.argv[1:])]),
               "date": now_utc(), "git": git_state(REPO), "machine": hardware(), "versions": versions(),
               "runs": rows}

@@ -286,6 +286,19 @@ def test_several_datasets_teacher_distillation_and_dev_fusion(tiny_model_dir, da
     assert meta["fusion"]["method"] == "interpolate" and 0.0 <= meta["fusion"]["weight"] <= 1.0
     assert meta["max_length"] == MAX_LENGTH
 
+    # benchmarks/dev_fusion.py rebuilds the same dev queries from the checkpoint's config; at the
+    # training's depth its interpolation table is the one training tuned the saved weight on
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from dev_fusion import dev_fusion
+
+    again = dev_fusion(str(tmp_path / "beir" / "model"), top_k=5)
+    assert again["queries"] == {"all": 5, "scifact": 3, "nfcorpus": 2}
+    assert again["all"]["interpolate"]["best_ndcg@10"] == pytest.approx(meta["fusion"]["dev_fused_ndcg@10"], abs=2e-3)
+    assert again["all"]["model_alone"] == pytest.approx(meta["train"]["dev_ndcg@10"], abs=2e-3)  # the kept step
+    assert set(again["scifact"]) >= {"interpolate", "rrf", "bm25_alone"}
+
 
 def test_dataset_without_the_split_is_named(tmp_path, data_dir) -> None:
     from prorank.data import DatasetError

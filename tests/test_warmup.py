@@ -164,6 +164,28 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"]["order"] == "balanced"
 
+    # benchmarks/warmup_levers.py reads the run's log and, once measured, its held-out report
+    import sys
+    from pathlib import Path
+
+    from prorank.train.heldout import HeldoutConfig
+    from prorank.train.heldout import main as measure
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from warmup_levers import summarise
+
+    row = summarise(tmp_path / "run")
+    assert row["steps"] == 2 and row["heldout"] is None
+    assert [p[0] for p in row["probe"]["series"]] == [1, 2] and row["settings"]["baseline"] == "batch"
+    report = measure(HeldoutConfig(models=[str(label_model_dir), str(tmp_path / "run" / "model")],
+                                   names=["zero-shot", "warmup"], data_dir=str(data_dir), max_queries=3, max_pairs=4,
+                                   ranking_queries=0, output=str(tmp_path / "run" / "heldout.json")))
+    warm = report["models"][1]
+    held = summarise(tmp_path / "run")["heldout"]
+    assert held["pairs"] == 4 and held["format_rate"] == warm["format_rate"]
+    assert held["label_one_share"] == round(warm["answered"]["1"] / 4, 4)
+    assert held["score_auc"] == round(warm["score_auc"], 4) and held["zero_shot_auc"] is not None
+
 
 def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
     with pytest.raises(ValueError, match="make it even"):

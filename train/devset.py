@@ -95,24 +95,33 @@ class DevResult:
         return rec
 
 
+def score_lists(reranker: Any, dev: DevSet, instruction: str | None = None
+                ) -> tuple[dict[str, tuple[list[str], list[float], list[float]]], dict[str, dict[str, int]]]:
+    """Every dev query's candidates scored by ``reranker``: ``"collection/qid" -> (docids, model
+    scores, BM25 scores)`` in BM25 order, and the judgments under the same keys
+    (the input of ``prorank.fusion.tune_weight``)."""
+    lists: dict[str, tuple[list[str], list[float], list[float]]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for col in dev.collections:
+        for qid in col.qids:
+            ids = [d for d, _ in col.candidates[qid]]
+            scores = reranker.score(col.query_text[qid], [col.docs[d] for d in ids], instruction=instruction)
+            key = f"{col.name}/{qid}"
+            lists[key] = (ids, [float(x) for x in scores], [s for _, s in col.candidates[qid]])
+            qrels[key] = col.qrels[qid]
+    return lists, qrels
+
+
 def evaluate(reranker: Any, dev: DevSet, instruction: str | None = None) -> DevResult:
     """Rerank every dev query's candidates with ``reranker``; model and fused nDCG@10."""
     from prorank.evaluation.metrics import evaluate as metrics_of
     from prorank.fusion import tune_weight
 
-    lists: dict[str, tuple[list[str], list[float], list[float]]] = {}
-    qrels: dict[str, dict[str, int]] = {}
+    lists, qrels = score_lists(reranker, dev, instruction)
     per_collection: dict[str, float] = {}
     all_ndcg: list[float] = []
     for col in dev.collections:
-        run = {}
-        for qid in col.qids:
-            ids = [d for d, _ in col.candidates[qid]]
-            scores = reranker.score(col.query_text[qid], [col.docs[d] for d in ids], instruction=instruction)
-            run[qid] = dict(zip(ids, scores))
-            key = f"{col.name}/{qid}"
-            lists[key] = (ids, list(scores), [s for _, s in col.candidates[qid]])
-            qrels[key] = col.qrels[qid]
+        run = {qid: dict(zip(lists[f"{col.name}/{qid}"][0], lists[f"{col.name}/{qid}"][1])) for qid in col.qids}
         values = [m["nDCG@10"] for m in metrics_of(col.qrels, run, col.qids).values()]
         per_collection[f"{col.name}:{col.split}"] = sum(values) / len(values)
         all_ndcg += values
