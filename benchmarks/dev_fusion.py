@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default=None, help="JSON file (default: print only)")
     args = parser.parse_args(argv)
     result = dev_fusion(args.model, args.top_k, args.data_dir, args.max_length)
-    print(f"| dev queries | model alone | BM25 | interpolate: best weight (nDCG@10) | rrf: best weight (nDCG@10) |")
+    print("| dev queries | model alone | BM25 | interpolate: best weight (nDCG@10) | rrf: best weight (nDCG@10) |")
     print("|---|---|---|---|---|")
     for name, n in result["queries"].items():
         r = result[name]
