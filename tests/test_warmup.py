@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,9 @@ def test_two_grpo_steps_change_weights_and_save_loadable_checkpoint(label_model_
     assert {"reward", "format_rate", "accuracy", "loss"} <= set(records[0])
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     assert len((tmp_path / "run" / "pairs.jsonl").read_text().splitlines()) == 8
+    record = json.loads((tmp_path / "run" / "summary.json").read_text())  # prorank.train.warmup_record
+    assert record["format"] == "prorank-warmup-run-v1" and record["stage"] == "warmup" and record["heldout"] is None
+    assert record["training_curve"]["steps_logged"] == 2 and record["training_curve"]["last"]["step"] == 2
 
 
 def test_resume_continues_from_the_last_trainer_checkpoint(label_model_dir, pairs_file, tmp_path):
@@ -93,7 +97,6 @@ def test_config_validation(tmp_path):
 
 @pytest.mark.parametrize("name", ["warmup.yaml", "warmup-cpu.yaml"])
 def test_shipped_configs_load(name):
-    from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "configs" / name
     cfg = load_config(WarmupConfig, path)
@@ -110,6 +113,20 @@ def test_cli_overrides_reach_the_grpo_block(capsys, tmp_path):
                 "--lora", "{r: 8}"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["grpo"] == {"max_steps": 7} and cfg["max_length"] == 200 and cfg["lora"] == {"r": 8}
+
+
+def test_heldout_measurement_derived_from_a_warmup_config(capsys):
+    """`prorank train heldout --warmup-config`: the base model vs the run's checkpoint, the warmup's
+    length and threads, and the config's own `heldout` block (overrides apply to the warmup config)."""
+    from prorank.cli import main as cli
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "warmup-cpu.yaml"
+    assert cli(["train", "heldout", "--warmup-config", str(config), "--print-config",
+                "output_dir=runs/elsewhere", "max_length=200"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["models"] == ["smollm2-135m-instruct", "runs/elsewhere/model"]
+    assert cfg["names"] == ["zero-shot", "warmup"] and cfg["output"] == "runs/elsewhere/heldout.json"
+    assert cfg["reranker"]["max_length"] == 200 and cfg["split"] == "test"
 
 
 def test_end_of_answer_bias_targets_only_the_turn_end_after_a_label(real_tokenizer):
@@ -166,7 +183,6 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
 
     # benchmarks/warmup_levers.py reads the run's log and, once measured, its held-out report
     import sys
-    from pathlib import Path
 
     from prorank.train.heldout import HeldoutConfig
     from prorank.train.heldout import main as measure

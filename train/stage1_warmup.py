@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from prorank.atomic import atomic_write_json
-from prorank.config import from_dict, nested, to_dict
+from prorank.config import nested, to_dict
 from prorank.evaluation.provenance import portable_path
 from prorank.train.probe import ProbeConfig
 from prorank.train.sources import DataSource
 
-__all__ = ["WarmupConfig", "LOG_KEYS", "build_pairs", "grpo_args", "heldout_config", "measure", "run_record", "publish", "main"]
+__all__ = ["WarmupConfig", "LOG_KEYS", "build_pairs", "grpo_args", "main"]
 
 # logged curve name -> TRL metric name (from the reward functions' names)
 METRIC_ALIASES = {
@@ -407,93 +407,11 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
         # after the last collective call: the other ranks may exit while rank 0 measures
+        from prorank.train.warmup_record import measure
+
         del trainer, model
         summary["heldout"] = measure(cfg)
     return summary
-
-
-def measure(cfg: WarmupConfig) -> dict[str, Any] | None:
-    """Run the held-out measurement (if ``cfg.heldout`` is set) of a finished warmup, then write
-    ``output_dir/summary.json`` and the ``summary`` copy. Returns the held-out result."""
-    result = None
-    if cfg.heldout is not None:
-        from prorank.train.heldout import main as heldout_main
-
-        result = heldout_main(heldout_config(cfg))
-    out = Path(cfg.output_dir)
-    atomic_write_json(out / "summary.json", run_record(out))
-    if cfg.summary:
-        publish(out, cfg.summary)
-    return result
-
-
-def run_record(output_dir: str | Path) -> dict[str, Any]:
-    """One JSON record of a finished warmup run, from the files it wrote.
-
-    Holds the checkpoint metadata (data, config, TRL settings, train metrics), the first and last
-    logged training values (reward, format rate, accuracy) and ``heldout.json`` when present.
-    """
-    import json
-
-    from prorank.checkpoint import read_metadata
-    from prorank.train.trainlog import read_log
-
-    out = Path(output_dir)
-    meta = read_metadata(out / "model")
-    if meta is None:
-        raise FileNotFoundError(f"{out / 'model'} holds no prorank checkpoint (has the run finished?)")
-    records = read_log(out / "log.jsonl") if (out / "log.jsonl").exists() else []
-    steps = [r for r in records if "reward" in r]
-
-    def pick(rec: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if rec is None else {k: rec.get(k) for k in ("step", *LOG_KEYS) if k in rec}
-
-    heldout = out / "heldout.json"
-    return {
-        "format": "prorank-warmup-run-v1",
-        "stage": meta.get("stage"),
-        "base_model": meta.get("base_model"),
-        "prompt_version": meta.get("prompt_version"),
-        "checkpoint": str(out / "model"),
-        "data": meta.get("data"),
-        "train": meta.get("train"),
-        "training_curve": {"steps_logged": len(steps), "first": pick(steps[0] if steps else None),
-                           "last": pick(steps[-1] if steps else None),
-                           "last5_mean": {k: sum(r.get(k, 0.0) or 0.0 for r in steps[-5:]) / max(1, len(steps[-5:]))
-                                          for k in ("reward", "format_rate", "accuracy")},
-                           "log": str(out / "log.jsonl"), "plot": str(out / "curves.png")},
-        "heldout": json.loads(heldout.read_text(encoding="utf-8")) if heldout.exists() else None,
-        "config": meta.get("config"),
-        "grpo": meta.get("grpo"),
-        "versions": meta.get("versions"),
-    }
-
-
-def publish(output_dir: str | Path, target: str | Path) -> Path:
-    """Write ``run_record(output_dir)`` to ``target`` and copy the curves PNG beside it."""
-    from prorank.atomic import atomic_write_bytes
-
-    out, target = Path(output_dir), Path(target)
-    atomic_write_json(target, run_record(out))
-    if (out / "curves.png").exists():
-        atomic_write_bytes(target.with_suffix(".png"), (out / "curves.png").read_bytes())
-    return target
-
-
-def heldout_config(cfg: WarmupConfig) -> Any:
-    """The held-out measurement of this warmup: base model vs ``output_dir/model``.
-
-    Uses the ``heldout`` block (``HeldoutConfig`` fields) with defaults from the warmup config:
-    models, names ("zero-shot", "warmup"), reranker max_length, data_dir, output ``output_dir/heldout.json``.
-    """
-    from prorank.train.heldout import HeldoutConfig
-
-    out = Path(cfg.output_dir)
-    block = {"models": [cfg.model, str(out / "model")], "names": ["zero-shot", "warmup"],
-             "output": str(out / "heldout.json"), "data_dir": cfg.data_dir, "num_threads": cfg.num_threads,
-             **(cfg.heldout or {})}
-    block["reranker"] = {"max_length": cfg.max_length, **block.get("reranker", {})}
-    return from_dict(HeldoutConfig, block, "warmup:heldout")
 
 
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")

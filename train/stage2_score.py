@@ -23,6 +23,7 @@ Output folder layout (``output_dir``)::
     model/        best checkpoint on the dev set (the last one without a dev set); a LoRA adapter
                   when ``merge_lora: false`` -> Reranker.from_pretrained(output_dir/"model")
     state/        resume state (model, optimizer, scheduler, RNG, step), replaced atomically
+                  (:mod:`prorank.train.score_state`)
     groups.jsonl  the training groups (reused on resume)
     dev.json      the dev queries and their BM25 candidates (prorank.train.devset.DevSet)
     data.json     where the data came from (sources, counts, teacher weights)
@@ -34,9 +35,6 @@ Output folder layout (``output_dir``)::
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,24 +42,21 @@ from typing import Any, Literal
 
 import torch
 
-from prorank.atomic import atomic_write_json, atomic_write_text
+from prorank.atomic import atomic_write_json
 from prorank.config import to_dict
 from prorank.evaluation.provenance import portable_path
 from prorank.train.devset import DevResult, DevSet, build_devset
 from prorank.train.devset import evaluate as evaluate_dev
 from prorank.train.groups import encode_groups, read_jsonl_groups, scatter_scores, write_jsonl_groups
 from prorank.train.losses import compute_loss, loss_needs_teacher, loss_weights
+from prorank.train.score_state import (TRAINER_FILE, check_resumable, restarts_after_resume, restore_state,
+                                       save_state, schedule, state_dir, sync_learning_rate)
 from prorank.train.sources import DataSource, describe, load_sources
-from prorank.train.trainlog import TrainLog, plot_curves, read_log
+from prorank.train.trainlog import TrainLog, plot_curves
 
 __all__ = ["ScoreConfig", "LOG_KEYS", "main"]
 
 LOG_KEYS = ("loss", "dev_ndcg@10", "dev_fused_ndcg@10", "learning_rate", "grad_norm")
-STATE_DIR = "state"
-TRAINER_FILE = "trainer.json"
-# config fields that must not change when a run is resumed
-RESUME_KEYS = ("model", "datasets", "dev", "jsonl", "loss", "negatives", "groups_per_batch", "teacher", "train_answer_rows",
-               "teacher_scale", "gradient_accumulation_steps", "lora", "train_layers", "seed", "max_length")
 
 
 @dataclass
@@ -251,115 +246,6 @@ def checkpoint_model(model: Any, cfg: ScoreConfig, base_model: str) -> Any:
     return model
 
 
-# ------------------------------------------------------------------------------ 3. state
-@dataclass
-class RunState:
-    step: int = 0
-    best: float | None = None
-    best_step: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    resumed_from: int | None = None
-
-
-def _state_dir(out: Path) -> Path | None:
-    for name in (STATE_DIR, f"{STATE_DIR}.old"):  # .old only exists after a crash mid-swap
-        if (out / name / TRAINER_FILE).is_file():
-            return out / name
-    return None
-
-
-def _check_resumable(saved: dict[str, Any], cfg: ScoreConfig) -> None:
-    now = to_dict(cfg)
-    changed = [k for k in RESUME_KEYS if saved.get("config", {}).get(k) != now.get(k)]
-    if changed:
-        raise ValueError(f"cannot resume {cfg.output_dir}: {changed} changed since the saved state; "
-                         "use another output_dir or set resume: false")
-
-
-def save_state(accelerator: Any, out: Path, state: RunState, cfg: ScoreConfig) -> None:
-    """Replace ``out/state`` atomically (a crash leaves the previous state or ``state.old``)."""
-    tmp, final, old = out / f"{STATE_DIR}.tmp", out / STATE_DIR, out / f"{STATE_DIR}.old"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=False)
-    if accelerator.is_main_process:
-        atomic_write_json(tmp / TRAINER_FILE, {"step": state.step, "best": state.best, "best_step": state.best_step,
-                                              "history": state.history, "config": to_dict(cfg), "time": time.time()})
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def _restarts_after_resume(saved: dict[str, Any], step: int, cfg: ScoreConfig) -> list[int]:
-    """The schedule's pieces as trained so far (the saved run's, and its end if it had finished
-    and ``max_steps`` grew), then ``cfg``'s pieces still ahead."""
-    past = [r for r in saved.get("restarts", []) if r <= step]
-    old_end = saved.get("max_steps", cfg.max_steps)
-    if step >= old_end and old_end < cfg.max_steps:
-        past.append(old_end)
-    return sorted(set(past + [r for r in cfg.restarts if r > step]))
-
-
-def restore_state(accelerator: Any, out: Path, cfg: ScoreConfig) -> RunState:
-    """The saved state (model/optimizer/scheduler restored into ``accelerator``), or a fresh one;
-    log records written after the saved step are dropped so the log matches the state."""
-    from prorank.checkpoint import read_metadata
-
-    folder = _state_dir(out) if cfg.resume else None
-    state = RunState()
-    if folder is not None:
-        saved = json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8"))
-        accelerator.load_state(str(folder))
-        state = RunState(saved["step"], saved.get("best"), saved.get("best_step"), saved.get("history", []),
-                         resumed_from=saved["step"])
-        written = (read_metadata(out / "model") or {}).get("train") or {}
-        if written.get("dev_ndcg@10") is not None and (state.best is None or written["dev_ndcg@10"] > state.best):
-            state.best, state.best_step = written["dev_ndcg@10"], written.get("step")  # saved after the state
-    if accelerator.is_main_process and (out / "log.jsonl").exists():
-        kept = [r for r in read_log(out / "log.jsonl") if r.get("step", 0) <= state.step] if state.step else []
-        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
-    return state
-
-
-def _schedule(cfg: ScoreConfig, optimizer: Any, num_processes: int) -> Any:
-    """The learning-rate schedule: ``lr_scheduler`` over ``max_steps``, or piecewise over
-    ``restarts`` (each piece the schedule of its own length, read at the step count)."""
-    from torch.optim.lr_scheduler import LambdaLR
-    from transformers import get_scheduler
-
-    name = {"constant": "constant_with_warmup"}.get(cfg.lr_scheduler, cfg.lr_scheduler)
-    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    curves: dict[int, Any] = {}
-
-    def curve(length: int) -> Any:
-        # accelerate steps a prepared scheduler num_processes times per optimizer step; both counts are
-        # whole optimizer steps times that, so every process count follows the same learning-rate curve
-        if length not in curves:
-            warmup = math.ceil(cfg.warmup_ratio * length) * num_processes
-            curves[length] = get_scheduler(name, probe, num_warmup_steps=warmup,
-                                           num_training_steps=length * num_processes).lr_lambdas[0]
-        return curves[length]
-
-    def factor(count: int) -> float:
-        length = next((n for n in cfg.restarts if count < n * num_processes), cfg.max_steps)
-        return curve(length)(count)
-
-    return LambdaLR(optimizer, factor)
-
-
-def _sync_learning_rate(scheduler: Any) -> None:
-    """Set the optimizer's rate to the schedule's at its (restored) step count: a restored optimizer
-    holds the rate its last step left (0 at the end of a finished run), which is stale once
-    ``max_steps`` grew."""
-    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper
-    for group, base, factor in zip(inner.optimizer.param_groups, inner.base_lrs, inner.lr_lambdas):
-        group["lr"] = base * factor(inner.last_epoch)
-
-
 def _batch(groups: list, micro: int, cfg: ScoreConfig, rank: int, world: int) -> list:
     """Groups of micro-batch ``micro`` for process ``rank``: a seeded permutation per epoch.
 
@@ -379,7 +265,7 @@ def _batch(groups: list, micro: int, cfg: ScoreConfig, rank: int, world: int) ->
     return out
 
 
-# ------------------------------------------------------------------------------ 4. the run
+# ------------------------------------------------------------------------------ 3. the run (state: prorank.train.score_state)
 class ScoreRun:
     """One stage-2 run: the prepared model and optimizer, the data and the run state."""
 
@@ -398,11 +284,11 @@ class ScoreRun:
         self.acc = Accelerator(cpu=use_cpu, mixed_precision=precision,
                                gradient_accumulation_steps=cfg.gradient_accumulation_steps)
         self.main_proc = self.acc.is_main_process
-        folder = _state_dir(self.out) if cfg.resume else None
+        folder = state_dir(self.out) if cfg.resume else None
         if folder is not None:
             saved = json.loads((folder / TRAINER_FILE).read_text(encoding="utf-8"))
-            _check_resumable(saved, cfg)
-            cfg.restarts = _restarts_after_resume(saved.get("config", {}), saved["step"], cfg)
+            check_resumable(saved, cfg)
+            cfg.restarts = restarts_after_resume(saved.get("config", {}), saved["step"], cfg)
         if self.main_proc:  # data: built once by the main process, read by all, reused on resume
             self.out.mkdir(parents=True, exist_ok=True)
             if folder is None or not (self.out / "groups.jsonl").is_file():
@@ -419,10 +305,10 @@ class ScoreRun:
         self.builder = PromptBuilder(self.tokenizer, cfg.max_length)
         self.params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        scheduler = _schedule(cfg, optimizer, self.acc.num_processes)
+        scheduler = schedule(cfg, optimizer, self.acc.num_processes)
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, scheduler)
         self.state = restore_state(self.acc, self.out, cfg)
-        _sync_learning_rate(self.scheduler)
+        sync_learning_rate(self.scheduler)
         self.log = TrainLog(self.out / "log.jsonl")
         self.micro = self.state.step * cfg.gradient_accumulation_steps
         parent = parent or {}

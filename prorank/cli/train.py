@@ -95,15 +95,16 @@ def _run(args: argparse.Namespace) -> int:
 
     module_name, cls_name, _ = COMMANDS[args.train_command]
     if getattr(args, "warmup_config", None):
-        from prorank.train import stage1_warmup as warmup
+        from prorank.train.stage1_warmup import WarmupConfig
+        from prorank.train.warmup_record import heldout_config, measure
 
-        wcfg = load_config(warmup.WarmupConfig, args.warmup_config, args.overrides)
+        wcfg = load_config(WarmupConfig, args.warmup_config, args.overrides)
         if wcfg.heldout is None:
             wcfg.heldout = {}
         if args.print_config:
-            print(json.dumps(to_dict(warmup.heldout_config(wcfg)), indent=2, default=str))
+            print(json.dumps(to_dict(heldout_config(wcfg)), indent=2, default=str))
             return 0
-        result = warmup.measure(wcfg)  # heldout.json, then summary.json (+ the `summary` copy)
+        result = measure(wcfg)  # heldout.json, then summary.json (+ the `summary` copy)
         print(json.dumps(_brief(result or {}), indent=2, default=str))
         return 0
     try:
