@@ -203,6 +203,37 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     assert held["score_auc"] == round(warm["score_auc"], 4) and held["zero_shot_auc"] is not None
 
 
+def test_negatives_curriculum_reads_harder_negatives_later(data_dir):
+    """The curriculum splits the queries into parts read in order, each part balanced 1, 0, 1, 0 and
+    its negatives drawn from its own BM25 rank window (checked against the real BM25 ranking)."""
+    from prorank.train import pairs as P
+    from prorank.train.negatives import ranked_docids
+    from prorank.train.sources import DataSource
+    from prorank.train.stage1_warmup import build_pairs
+
+    cfg = WarmupConfig(datasets=[DataSource("scifact", "train", max_queries=8, max_positives_per_query=1)],
+                       data_dir=str(data_dir), balanced_batches=True, negatives_depth=50,
+                       negatives_curriculum=[[20, 50], [0, 3]])
+    items, source = build_pairs(cfg, progress=False)
+    assert source["negatives"]["curriculum"] == [[20, 50], [0, 3]] and source["curriculum_pairs"] == [8, 8]
+    assert [p.stage for p in items] == [0] * 8 + [1] * 8
+    assert [p.label for p in items] == ["1", "0"] * 8
+    assert len({p.qid for p in items[:8]} & {p.qid for p in items[8:]}) == 0  # disjoint query parts
+    data = P.load_beir("scifact", "train", data_dir)
+    ranking = ranked_docids(P.bm25_searcher(data.path), {p.qid: p.query for p in items}, 50, progress=False)
+    for p in items:
+        if p.label == "0":
+            start, end = cfg.negatives_curriculum[p.stage]
+            assert start <= ranking[p.qid].index(p.docid) < end
+    capped, _ = build_pairs(WarmupConfig(**{**cfg.__dict__, "max_pairs": 8}), progress=False)
+    assert [p.stage for p in capped] == [0] * 4 + [1] * 4  # max_pairs caps each part, so the last is reached
+
+    with pytest.raises(ValueError, match="balanced_batches"):
+        WarmupConfig(negatives_curriculum=[[0, 10]])
+    with pytest.raises(ValueError, match="negatives_depth"):
+        WarmupConfig(balanced_batches=True, negatives_curriculum=[[50, 150]])
+
+
 def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
     with pytest.raises(ValueError, match="make it even"):
         grpo_args(WarmupConfig(output_dir=str(tmp_path), balanced_batches=True,

@@ -43,6 +43,7 @@ class Pair:
     label: str
     qid: str = ""
     docid: str = ""
+    stage: int = 0  # curriculum stage (index of its negatives' rank window); 0 without one
 
 
 def load_beir(dataset: str | Path, split: str, data_dir: str | Path | None = None) -> BeirDataset:
@@ -69,6 +70,7 @@ def beir_pairs(
     exclude_judged: bool = False,
     seed: int = 0,
     progress: bool = True,
+    curriculum: Sequence[Sequence[int]] | None = None,
 ) -> list[Pair]:
     """Positives from qrels plus BM25 negatives, shuffled under ``seed``.
 
@@ -76,6 +78,9 @@ def beir_pairs(
     Only queries with a relevant document in the corpus are used; with ``max_queries`` a seeded
     sample of them. Each query gets ``negatives_per_positive * n_positives`` negatives (fewer if
     the window holds fewer non-positive candidates).
+
+    ``curriculum`` (rank windows, easiest first) splits the queries into as many seeded parts of
+    equal size: part ``k`` takes its negatives from window ``k`` and its pairs carry ``stage=k``.
     """
     if negatives_per_positive < 0:
         raise ValueError(f"negatives_per_positive must be >= 0, got {negatives_per_positive}")
@@ -89,8 +94,14 @@ def beir_pairs(
         qids = sorted(rng.sample(qids, min(max_queries, len(qids))))
     chosen = {q: data.queries[q] for q in qids}
     run = ranked_docids(searcher, chosen, depth, progress=progress)
+    stage_of = dict.fromkeys(qids, 0)
+    if curriculum:
+        mixed = list(qids)
+        random.Random(f"prorank-curriculum:{seed}").shuffle(mixed)
+        stage_of = {q: i * len(curriculum) // len(mixed) for i, q in enumerate(mixed)}
     pairs: list[Pair] = []
     for qid in qids:
+        stage = stage_of[qid]
         pos = sorted(d for d in positives(data.qrels.get(qid)) if d in data.corpus)
         if max_positives_per_query is not None:
             pos = pos[:max_positives_per_query]
@@ -99,14 +110,14 @@ def beir_pairs(
             {qid: chosen[qid]},
             data.qrels,
             depth=depth,
-            window=window,
+            window=curriculum[stage] if curriculum else window,
             per_query=negatives_per_positive * len(pos),
             seed=seed,
             exclude_judged=exclude_judged,
             progress=False,
         )[qid]
-        pairs += [Pair(chosen[qid], data.corpus[d], "1", qid, d) for d in pos]
-        pairs += [Pair(chosen[qid], data.corpus[d], "0", qid, d) for d in negs]
+        pairs += [Pair(chosen[qid], data.corpus[d], "1", qid, d, stage) for d in pos]
+        pairs += [Pair(chosen[qid], data.corpus[d], "0", qid, d, stage) for d in negs]
     rng.shuffle(pairs)
     return pairs
 

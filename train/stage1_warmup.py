@@ -68,6 +68,11 @@ class WarmupConfig:
     max_pairs: int | None = None  # cap after shuffling (either source)
     negatives_depth: int = 100  # BM25 results retrieved per query
     negatives_window: list[int] = field(default_factory=lambda: [0, 100])  # ranks [start, end)
+    # harder negatives later: BM25 rank windows, easiest first (e.g. [[50, 100], [10, 50], [0, 10]]),
+    # used instead of negatives_window. Each collection's queries are split into as many seeded
+    # parts; part k's negatives come from window k, and training reads part 1's pairs, then part
+    # 2's, ... (needs balanced_batches; max_pairs caps each part at max_pairs / parts)
+    negatives_curriculum: list[list[int]] | None = None
     negatives_per_positive: int = 1  # pos:neg ratio 1:n
     exclude_judged: bool = False  # also never sample documents judged non-relevant
     instruction: str | None = None
@@ -112,8 +117,14 @@ class WarmupConfig:
     def __post_init__(self) -> None:
         if self.jsonl is None and not self.datasets:
             raise ValueError("set either datasets (BEIR collections) or jsonl (a pairs file)")
-        if len(self.negatives_window) != 2:
-            raise ValueError(f"negatives_window must be [start, end], got {self.negatives_window}")
+        for window in self.negatives_curriculum or [self.negatives_window]:  # the windows in use
+            if len(window) != 2 or not 0 <= window[0] < window[1] <= self.negatives_depth:
+                raise ValueError(f"negatives window {window}: need [start, end] with 0 <= start < end <= "
+                                 f"negatives_depth ({self.negatives_depth})")
+        if self.negatives_curriculum is not None and not (self.negatives_curriculum and self.balanced_batches
+                                                          and self.jsonl is None):
+            raise ValueError("negatives_curriculum needs at least one window, balanced_batches: true (the "
+                             "pairs are read in curriculum order) and BEIR datasets (not jsonl)")
         if self.max_length < 32:
             raise ValueError(f"max_length must be >= 32, got {self.max_length}")
         from prorank.train.rewards import REWARDS
@@ -171,6 +182,7 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
                 exclude_judged=cfg.exclude_judged,
                 seed=cfg.seed,
                 progress=progress,
+                curriculum=cfg.negatives_curriculum,
             )
             items += part
             parts.append({"dataset": path.name, "path": portable_path(path), "split": spec.split,
@@ -180,14 +192,20 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
             "source": "beir", "datasets": parts,
             "negatives": {"retriever": "bm25", "depth": cfg.negatives_depth,
                           "window": list(cfg.negatives_window),
+                          "curriculum": cfg.negatives_curriculum,
                           "per_positive": cfg.negatives_per_positive,
                           "exclude_judged": cfg.exclude_judged},
             "queries": sum(p["queries"] for p in parts),
         }
+    stages = len(cfg.negatives_curriculum or [None])
+    parts = [[p for p in items if p.stage == k] for k in range(stages)]  # one part without a curriculum
     if cfg.max_pairs is not None:
-        items = items[: cfg.max_pairs]
+        parts = [part[: cfg.max_pairs // stages] for part in parts]
     if cfg.balanced_batches:
-        items = P.balanced_order(items, cfg.seed)
+        parts = [P.balanced_order(part, cfg.seed) for part in parts]
+    items = [p for part in parts for p in part]
+    if cfg.negatives_curriculum:
+        source["curriculum_pairs"] = [len(part) for part in parts]
     source["order"] = "balanced" if cfg.balanced_batches else "shuffled"
     if not items:
         raise ValueError("the training data holds no pairs (check dataset/split/jsonl and max_* caps)")

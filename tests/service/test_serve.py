@@ -78,12 +78,6 @@ def test_concurrent_requests_are_batched_and_match_in_process(service, client, c
     assert delta["prorank_batch_chunks_sum"] > delta["prorank_batch_chunks_count"], delta
 
 
-def metric(client, name: str) -> float:
-    text = client.get("/metrics").text
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
-    return values[0] if values else 0.0
-
-
 def test_oversized_document_is_truncated_not_rejected(client):
     long_doc = "aerodynamic heating of blunt bodies " * 4000  # ~20k tokens
     r = client.post("/v1/rerank", json={"query": "heating", "documents": [long_doc, "short"]})
