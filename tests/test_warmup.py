@@ -234,6 +234,44 @@ def test_negatives_curriculum_reads_harder_negatives_later(data_dir):
         WarmupConfig(balanced_batches=True, negatives_curriculum=[[50, 150]])
 
 
+def test_teacher_scores_grade_the_correctness_reward(label_model_dir, data_dir, tmp_path):
+    """`teacher`: every pair gets the real MiniLM+BM25 teacher's score (positives above negatives on
+    average); the scores survive pairs.jsonl and reach TRL's graded_correctness reward in a real run."""
+    from prorank.train import pairs as P
+    from prorank.train.sources import DataSource
+    from prorank.train.stage1_warmup import build_pairs
+
+    cfg = WarmupConfig(datasets=[DataSource("scifact", "train", max_queries=12, max_positives_per_query=1)],
+                       data_dir=str(data_dir), teacher="all-minilm-l6-v2",
+                       reward_weights={"format": 1.0, "graded_correctness": 1.0})
+    items, source = build_pairs(cfg, progress=False)
+    assert all(0.0 <= p.teacher <= 1.0 for p in items)
+    mean = {lab: sum(p.teacher for p in items if p.label == lab) / 12 for lab in "01"}
+    assert mean["1"] > mean["0"], mean
+    assert 0.0 <= source["datasets"][0]["teacher"]["bm25_weight"] <= 1.0
+
+    path = P.write_jsonl_pairs(items[:8], tmp_path / "graded.jsonl")
+    assert [p.teacher for p in P.read_jsonl_pairs(path)] == [p.teacher for p in items[:8]]
+    run = _cfg(label_model_dir, path, tmp_path / "run")
+    run.reward_weights = {"format": 1.0, "graded_correctness": 1.0}
+    main(run)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(0.0 <= r["rewards/graded_correctness_reward/mean"] <= 1.0 for r in records)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"query": "q", "document": "d", "label": 1, "teacher": 1.5}) + "\n")
+    with pytest.raises(ValueError, match="teacher must be a number in"):
+        P.read_jsonl_pairs(bad)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"query": "q", "document": "d", "label": 1}) + "\n")
+    with pytest.raises(ValueError, match="need a 'teacher' score"):
+        build_pairs(WarmupConfig(datasets=[], jsonl=str(plain), reward_weights={"graded_correctness": 1.0}),
+                    progress=False)
+    with pytest.raises(ValueError, match="needs teacher scores"):
+        WarmupConfig(reward_weights={"graded_correctness": 1.0})
+
+
 def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
     with pytest.raises(ValueError, match="make it even"):
         grpo_args(WarmupConfig(output_dir=str(tmp_path), balanced_batches=True,

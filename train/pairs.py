@@ -44,6 +44,7 @@ class Pair:
     qid: str = ""
     docid: str = ""
     stage: int = 0  # curriculum stage (index of its negatives' rank window); 0 without one
+    teacher: float | None = None  # a teacher's relevance score in [0, 1] (graded_correctness_reward)
 
 
 def load_beir(dataset: str | Path, split: str, data_dir: str | Path | None = None) -> BeirDataset:
@@ -123,7 +124,8 @@ def beir_pairs(
 
 
 def read_jsonl_pairs(path: str | Path) -> list[Pair]:
-    """Pairs from a JSONL file of ``{"query", "document", "label"}`` rows (order kept)."""
+    """Pairs from a JSONL file of ``{"query", "document", "label"}`` rows (order kept); optional
+    ``qid``, ``docid`` and ``teacher`` (a relevance score in [0, 1])."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"jsonl: pairs file not found: {path}")
@@ -137,8 +139,11 @@ def read_jsonl_pairs(path: str | Path) -> list[Pair]:
             label = normalize_label(row["label"])
         except ValueError as err:
             raise ValueError(f"{path}:{n}: {err}") from None
-        out.append(Pair(str(row["query"]), row["document"], label,
-                        str(row.get("qid", "")), str(row.get("docid", ""))))
+        teacher = row.get("teacher")
+        if teacher is not None and not (isinstance(teacher, (int, float)) and 0.0 <= teacher <= 1.0):
+            raise ValueError(f"{path}:{n}: teacher must be a number in [0, 1], got {teacher!r}")
+        out.append(Pair(str(row["query"]), row["document"], label, str(row.get("qid", "")),
+                        str(row.get("docid", "")), teacher=None if teacher is None else float(teacher)))
     if not out:
         raise ValueError(f"jsonl: {path} holds no pairs")
     return out
@@ -147,8 +152,8 @@ def read_jsonl_pairs(path: str | Path) -> list[Pair]:
 def write_jsonl_pairs(pairs: Iterable[Pair], path: str | Path) -> Path:
     """Write pairs as plain JSONL rows (the format ``read_jsonl_pairs`` reads), atomically."""
     lines = [
-        json.dumps({"qid": p.qid, "docid": p.docid, "query": p.query,
-                    "document": p.document, "label": p.label}, ensure_ascii=False)
+        json.dumps({"qid": p.qid, "docid": p.docid, "query": p.query, "document": p.document, "label": p.label,
+                    **({} if p.teacher is None else {"teacher": p.teacher})}, ensure_ascii=False)
         for p in pairs
     ]
     return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
@@ -157,10 +162,14 @@ def write_jsonl_pairs(pairs: Iterable[Pair], path: str | Path) -> Path:
 def prompt_rows(
     pairs: Sequence[Pair], builder: PromptBuilder, instruction: str | None = None
 ) -> list[dict[str, str]]:
-    """Training rows ``{"prompt", "label", "qid", "docid"}`` with the shared, truncated prompt."""
+    """Training rows ``{"prompt", "label", "qid", "docid"}`` with the shared, truncated prompt, plus
+    ``teacher`` when the pairs carry teacher scores (all of them or none)."""
+    graded = [p.teacher is not None for p in pairs]
+    if any(graded) and not all(graded):
+        raise ValueError(f"{graded.count(False)} of {len(pairs)} pairs lack a teacher score (all or none)")
     return [
         {"prompt": builder.encode(p.query, p.document, instruction).text,
-         "label": p.label, "qid": p.qid, "docid": p.docid}
+         "label": p.label, "qid": p.qid, "docid": p.docid, **({"teacher": p.teacher} if any(graded) else {})}
         for p in pairs
     ]
 

@@ -32,7 +32,7 @@ def bm25_run(source: LoadedSource, depth: int, qids: Sequence[str] | None = None
         return searcher.batch_search({q: source.data.queries[q] for q in wanted}, k=depth)
 
 
-def _teacher_scores(source: LoadedSource, encoder: Any, run: dict[str, list[Hit]], weight: float | None,
+def teacher_scores(source: LoadedSource, encoder: Any, run: dict[str, list[Hit]], weight: float | None,
                     progress: bool) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Teacher scores of every query's candidates (BM25 list + judged positives), and how."""
     from prorank.teacher import HybridTeacher
@@ -72,7 +72,7 @@ def source_groups(source: LoadedSource, *, n_negatives: int, pool: int, depth: i
                           n_negatives, seed, max_positives=source.spec.max_positives_per_query)
     info: dict[str, Any] = {"groups": len(groups)}
     if encoder is not None:
-        scores, info["teacher"] = _teacher_scores(source, encoder, run, teacher_weight, progress)
+        scores, info["teacher"] = teacher_scores(source, encoder, run, teacher_weight, progress)
         groups = [dataclasses.replace(g, teacher=tuple(scores[g.qid][d] for d in g.docids)) for g in groups]
     prefix = f"{data.name}/"
     return [dataclasses.replace(g, qid=prefix + g.qid) for g in groups], info

@@ -87,6 +87,11 @@ class WarmupConfig:
     baseline: str = "group"
     # --- rewards: name (prorank.train.rewards.REWARDS) -> weight, handed to GRPOConfig.reward_weights
     reward_weights: dict = field(default_factory=lambda: {"format": 1.0, "correctness": 1.0})
+    # teacher scores for graded_correctness: the stage-2 teacher (prorank.teacher: this dense
+    # encoder's cosine fused with BM25 over each query's BM25 top-negatives_depth), its BM25 weight
+    # tuned on the training queries unless teacher_weight is given
+    teacher: str | None = None
+    teacher_weight: float | None = None
     # --- exploration for models that never answer exactly zero-shot (sampling only: rewards,
     #     loss and the saved model are unaffected)
     # phase 1 generates just the answer token until the sampled format rate is >= 0.875 for two
@@ -134,6 +139,11 @@ class WarmupConfig:
             raise ValueError(
                 f"reward_weights: unknown reward(s) {unknown}; choose from {sorted(REWARDS)}"
             )
+        if self.reward_weights.get("graded_correctness") and self.teacher is None and self.jsonl is None:
+            raise ValueError("reward_weights.graded_correctness needs teacher scores: set teacher "
+                             "(e.g. all-minilm-l6-v2) or give them in jsonl pairs")
+        if self.teacher_weight is not None and not 0.0 <= self.teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         if "reward_weights" in self.grpo:
             raise ValueError("set reward weights in reward_weights (by name), not grpo.reward_weights")
         from prorank.train.baseline import BASELINES
@@ -168,6 +178,11 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
         source: dict[str, Any] = {"source": "jsonl", "path": portable_path(cfg.jsonl)}
     else:
         items, parts = [], []
+        encoder = None
+        if cfg.teacher is not None:
+            from prorank.dense import DenseEncoder
+
+            encoder = DenseEncoder.load(cfg.teacher)
         for spec in cfg.datasets:  # several collections, each with its split, mixed below
             data = P.load_beir(spec.dataset, spec.split, cfg.data_dir)
             path = Path(data.path).resolve()
@@ -184,9 +199,12 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
                 progress=progress,
                 curriculum=cfg.negatives_curriculum,
             )
+            info: dict[str, Any] = {}
+            if encoder is not None:
+                part, info["teacher"] = _with_teacher(part, spec, data, encoder, cfg, progress)
             items += part
             parts.append({"dataset": path.name, "path": portable_path(path), "split": spec.split,
-                          "queries": len({p.qid for p in part}), "pairs": len(part)})
+                          "queries": len({p.qid for p in part}), "pairs": len(part), **info})
         random.Random(f"prorank-pairs-mix:{cfg.seed}").shuffle(items)
         source = {
             "source": "beir", "datasets": parts,
@@ -209,8 +227,24 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
     source["order"] = "balanced" if cfg.balanced_batches else "shuffled"
     if not items:
         raise ValueError("the training data holds no pairs (check dataset/split/jsonl and max_* caps)")
+    if cfg.reward_weights.get("graded_correctness") and any(p.teacher is None for p in items):
+        raise ValueError("reward_weights.graded_correctness: the jsonl pairs need a 'teacher' score each")
     source.update({"pairs": len(items), "labels": P.label_counts(items), "seed": cfg.seed})
     return items, source
+
+
+def _with_teacher(part: list, spec: DataSource, data: Any, encoder: Any, cfg: WarmupConfig,
+                  progress: bool) -> tuple[list, dict[str, Any]]:
+    """``part``'s pairs with the stage-2 teacher's score of each (query, document)."""
+    import dataclasses
+
+    from prorank.train.score_data import bm25_run, teacher_scores
+    from prorank.train.sources import LoadedSource
+
+    source = LoadedSource(spec, data, sorted({p.qid for p in part}))
+    scores, info = teacher_scores(source, encoder, bm25_run(source, cfg.negatives_depth), cfg.teacher_weight,
+                                  progress)
+    return [dataclasses.replace(p, teacher=scores[p.qid][p.docid]) for p in part], info
 
 
 def grpo_args(cfg: WarmupConfig) -> Any:
