@@ -214,7 +214,7 @@ def test_stage_one_checkpoint_is_recorded_as_parent(tiny_model_dir, groups_file,
 
 
 def test_config_files_load() -> None:
-    for name in ("score.yaml", "score-cpu.yaml"):
+    for name in ("score.yaml", "score-cpu.yaml", "score-cpu-dev100.yaml"):
         cfg = load_config(ScoreConfig, REPO / "configs" / name)
         assert cfg.loss in ("listwise", "bce", "ranknet", "kl", "margin_mse") or isinstance(cfg.loss, dict)
     cpu = load_config(ScoreConfig, REPO / "configs" / "score-cpu.yaml")
