@@ -117,7 +117,7 @@ def test_cli_overrides_reach_the_grpo_block(capsys, tmp_path):
 
 def test_heldout_measurement_derived_from_a_warmup_config(capsys):
     """`prorank train heldout --warmup-config`: the base model vs the run's checkpoint, the warmup's
-    length and threads, and the config's own `heldout` block (overrides apply to the warmup config)."""
+    prompt length, and the config's own `heldout` block (overrides apply to the warmup config)."""
     from prorank.cli import main as cli
 
     config = Path(__file__).resolve().parents[1] / "configs" / "warmup-cpu.yaml"

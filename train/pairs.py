@@ -164,12 +164,13 @@ def prompt_rows(
 ) -> list[dict[str, str]]:
     """Training rows ``{"prompt", "label", "qid", "docid"}`` with the shared, truncated prompt, plus
     ``teacher`` when the pairs carry teacher scores (all of them or none)."""
-    graded = [p.teacher is not None for p in pairs]
-    if any(graded) and not all(graded):
-        raise ValueError(f"{graded.count(False)} of {len(pairs)} pairs lack a teacher score (all or none)")
+    missing = sum(p.teacher is None for p in pairs)
+    if 0 < missing < len(pairs):
+        raise ValueError(f"{missing} of {len(pairs)} pairs lack a teacher score (all or none)")
+    graded = pairs and not missing  # decided once, not per row
     return [
         {"prompt": builder.encode(p.query, p.document, instruction).text,
-         "label": p.label, "qid": p.qid, "docid": p.docid, **({"teacher": p.teacher} if any(graded) else {})}
+         "label": p.label, "qid": p.qid, "docid": p.docid, **({"teacher": p.teacher} if graded else {})}
         for p in pairs
     ]
 
