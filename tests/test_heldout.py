@@ -51,3 +51,45 @@ def test_config_needs_models():
         HeldoutConfig()
     with pytest.raises(ValueError, match="names"):
         HeldoutConfig(models=["a", "b"], names=["x"])
+
+
+def test_recorded_pairs_replay_the_bm25_pairs(data_dir, tmp_path):
+    """Held-out and probe pairs written to JSONL (on a machine with Lucene) come back the same from
+    ``jsonl`` (on one without Java): same queries, documents, labels, order."""
+    from prorank.train.heldout import heldout_pairs
+    from prorank.train.pairs import write_jsonl_pairs
+    from prorank.train.probe import ProbeConfig, probe_pairs
+
+    cfg = HeldoutConfig(models=["m"], dataset="scifact", split="test", data_dir=str(data_dir), max_queries=4,
+                        max_pairs=6)
+    live = heldout_pairs(cfg)
+    write_jsonl_pairs(live, tmp_path / "heldout.jsonl")
+    replayed = heldout_pairs(HeldoutConfig(models=["m"], jsonl=str(tmp_path / "heldout.jsonl"), max_pairs=6))
+    key = [(p.qid, p.docid, p.query, p.document, p.label) for p in live]
+    assert len(live) == 6 and {p.label for p in live} == {"0", "1"}
+    assert [(p.qid, p.docid, p.query, p.document, p.label) for p in replayed] == key
+    assert len(heldout_pairs(HeldoutConfig(models=["m"], jsonl=str(tmp_path / "heldout.jsonl"), max_pairs=3))) == 3
+
+    pcfg = ProbeConfig(dataset="scifact", split="test", max_queries=4, max_pairs=6)
+    live = probe_pairs(pcfg, str(data_dir), seed=0)
+    write_jsonl_pairs(live, tmp_path / "probe.jsonl")
+    replayed = probe_pairs(ProbeConfig(jsonl=str(tmp_path / "probe.jsonl"), max_pairs=6), None, seed=0)
+    assert sorted((p.qid, p.docid, p.label) for p in replayed) == sorted((p.qid, p.docid, p.label) for p in live)
+    write_jsonl_pairs([p for p in live if p.label == "1"], tmp_path / "ones.jsonl")
+    with pytest.raises(ValueError, match="ones.jsonl gave pairs of one label"):
+        probe_pairs(ProbeConfig(jsonl=str(tmp_path / "ones.jsonl")), None, seed=0)
+
+
+def test_provenance_needs_no_java_when_lucene_never_ran():
+    """A GPU machine without pyserini records versions: the Anserini jar is looked up only when the
+    JVM ran in the process (here pyserini is made unfindable after the Java module is imported)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, prorank.retrieval.java\n"
+            "sys.modules['pyserini'] = None\n"
+            "from prorank.evaluation.provenance import versions\n"
+            "v = versions()\n"
+            "assert 'anserini' not in v and v['python'], v\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

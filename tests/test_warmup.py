@@ -291,3 +291,40 @@ def test_doctests_of_pairs_rewards_and_probe():
 
     for module in (baseline, pairs, probe, rewards):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_gpu_levers_run_from_recorded_pairs(label_model_dir, pairs_file, tmp_path):
+    """benchmarks/warmup_gpu.py run (the device-machine path): each lever a `prorank train warmup`
+    process on recorded pairs (training, probe and held-out read from JSONL, no BM25), gathered into
+    one JSON with its held-out result, probe curve and the overrides that define it."""
+    import shutil
+    import sys
+
+    import yaml
+
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for name in ("train", "probe", "heldout"):
+        shutil.copy(pairs_file, pairs / f"{name}.jsonl")
+    config = tmp_path / "warmup.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": str(label_model_dir), "max_length": 128, "balanced_batches": True, "baseline": "batch",
+        "probe": {"max_pairs": 8}, "heldout": {"max_pairs": 4, "max_new_tokens": 2},
+        "grpo": {"per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 2,
+                 "learning_rate": 1e-3, "activation_checkpointing": False}}))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from warmup_gpu import run
+
+    result = run(pairs, tmp_path / "out", minutes=10, levers=["recipe", "kl"], config=str(config),
+                 extra=["grpo.max_steps=2", "probe.every=1", "num_threads=1"], runs=tmp_path / "runs")
+    rows = {r["lever"]: r for r in result["levers"]}
+    assert [r["returncode"] for r in rows.values()] == [0, 0], [r.get("tail") for r in rows.values()]
+    for name, row in rows.items():
+        assert row["train"]["global_step"] == 2 and [p["step"] for p in row["probe"]] == [1, 2]
+        assert all(0.0 <= p["probe_auc"] <= 1.0 for p in row["probe"])
+        assert [m["name"] for m in row["heldout"]["models"]] == ["zero-shot", "warmup"]
+        assert row["heldout"]["pairs"]["count"] == 4 and "jsonl" in row["heldout"]["pairs"]
+        assert (tmp_path / "out" / f"log-{name}.jsonl").is_file()
+    assert "grpo.beta=0.04" in rows["kl"]["command"] and "grpo.beta" not in rows["recipe"]["command"]
+    saved = json.loads((tmp_path / "out" / "warmup-gpu-levers.json").read_text())
+    assert [r["lever"] for r in saved["levers"]] == ["recipe", "kl"]

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from prorank.config import to_dict
 from prorank.options import RerankerOptions
 
-__all__ = ["HeldoutConfig", "generate_answers", "roc_auc", "answer_metrics", "main"]
+__all__ = ["HeldoutConfig", "heldout_pairs", "generate_answers", "roc_auc", "answer_metrics", "main"]
 
 RESULT_FORMAT = "prorank-warmup-heldout-v1"
 
@@ -38,6 +38,10 @@ class HeldoutConfig:
     names: list[str] | None = None  # display names (default: the model strings)
     dataset: str = "scifact"
     data_dir: str | None = None
+    # or fixed pairs from a JSONL file of {"query", "document", "label"} rows (order kept;
+    # prorank.train.pairs.read_jsonl_pairs) instead of BM25 over the split: a machine without Java
+    # measures pairs recorded on one with it. The ranking effect still needs the BEIR split.
+    jsonl: str | None = None
     split: str = "test"
     max_queries: int | None = 100  # seeded sample of judged queries for the pairs
     max_pairs: int | None = 200
@@ -156,25 +160,37 @@ def _ranking(cfg: HeldoutConfig, reranker: Any, name: str, eval_root: Path) -> d
             "run_dir": summary["output"]}
 
 
+def heldout_pairs(cfg: HeldoutConfig) -> list[Any]:
+    """The held-out pairs: ``cfg.jsonl``'s rows, or positives + BM25 negatives of the split; at
+    most ``max_pairs``, in order (``prorank.train.pairs.Pair``)."""
+    from prorank.train.pairs import beir_pairs, bm25_searcher, load_beir, read_jsonl_pairs
+
+    if cfg.jsonl is not None:
+        pairs = read_jsonl_pairs(cfg.jsonl)
+    else:
+        data = load_beir(cfg.dataset, cfg.split, cfg.data_dir)
+        pairs = beir_pairs(data, bm25_searcher(Path(data.path).resolve()), depth=cfg.negatives_depth,
+                           window=cfg.negatives_window, negatives_per_positive=cfg.negatives_per_positive,
+                           max_queries=cfg.max_queries, seed=cfg.seed)
+    pairs = pairs[: cfg.max_pairs] if cfg.max_pairs is not None else pairs
+    if not pairs:
+        raise ValueError(f"no held-out pairs from {cfg.jsonl or f'{cfg.dataset}/{cfg.split}'}")
+    return pairs
+
+
 def main(cfg: HeldoutConfig) -> dict[str, Any]:
     import torch
 
     from prorank.atomic import atomic_write_json
     from prorank.evaluation import provenance
     from prorank.reranker import Reranker
-    from prorank.train.pairs import beir_pairs, bm25_searcher, label_counts, load_beir
+    from prorank.evaluation.provenance import portable_path
+    from prorank.train.pairs import label_counts
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     started, began = provenance.now_utc(), time.time()
-    data = load_beir(cfg.dataset, cfg.split, cfg.data_dir)
-    pairs = beir_pairs(data, bm25_searcher(Path(data.path).resolve()), depth=cfg.negatives_depth,
-                       window=cfg.negatives_window, negatives_per_positive=cfg.negatives_per_positive,
-                       max_queries=cfg.max_queries, seed=cfg.seed)
-    if cfg.max_pairs is not None:
-        pairs = pairs[: cfg.max_pairs]
-    if not pairs:
-        raise ValueError(f"no held-out pairs from {cfg.dataset}/{cfg.split}")
+    pairs = heldout_pairs(cfg)
     labels = [p.label for p in pairs]
     eval_root = Path(cfg.eval_dir) if cfg.eval_dir else (
         Path(cfg.output).with_suffix("") if cfg.output else Path("runs") / "warmup-heldout")
@@ -195,13 +211,15 @@ def main(cfg: HeldoutConfig) -> dict[str, Any]:
         entry["seconds"] = round(time.time() - t0, 1)
         results.append(entry)
         del reranker
+    source = ({"jsonl": portable_path(cfg.jsonl)} if cfg.jsonl is not None else
+              {"dataset": Path(cfg.dataset).name, "split": cfg.split,
+               "negatives": {"retriever": "bm25", "depth": cfg.negatives_depth,
+                             "window": list(cfg.negatives_window), "per_positive": cfg.negatives_per_positive}})
     result = {
         "format": RESULT_FORMAT,
         "config": to_dict(cfg),
-        "pairs": {"dataset": data.name, "split": cfg.split, "count": len(pairs), "labels": label_counts(pairs),
+        "pairs": {**source, "count": len(pairs), "labels": label_counts(pairs),
                   "queries": len({p.qid for p in pairs}),
-                  "negatives": {"retriever": "bm25", "depth": cfg.negatives_depth,
-                                "window": list(cfg.negatives_window), "per_positive": cfg.negatives_per_positive},
                   "generation": {"greedy": True, "max_new_tokens": cfg.max_new_tokens,
                                  "format_ok": "stripped completion is exactly '0' or '1'"}},
         "models": results,

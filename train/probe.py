@@ -30,6 +30,9 @@ class ProbeConfig:
     """The warmup's ``probe`` block."""
 
     dataset: str = "nfcorpus"  # BEIR folder or name ($PRORANK_DATA_DIR)
+    # or fixed pairs from a JSONL file of {"query", "document", "label"} rows (e.g. written on a
+    # machine with Java for one without; prorank.train.pairs.read_jsonl_pairs), instead of BM25
+    jsonl: str | None = None
     split: str = "dev"  # a split the warmup does not train on
     max_queries: int = 32  # seeded sample of judged queries
     max_pairs: int = 64  # positives + BM25 negatives, balanced 1:1
@@ -46,15 +49,19 @@ class ProbeConfig:
 
 def probe_pairs(cfg: ProbeConfig, data_dir: str | None, seed: int) -> list[Any]:
     """The fixed probe pairs (``prorank.train.pairs.Pair``), at most ``max_pairs``, both labels."""
-    from prorank.train.pairs import balanced_order, beir_pairs, bm25_searcher, load_beir
+    from prorank.train.pairs import balanced_order, beir_pairs, bm25_searcher, load_beir, read_jsonl_pairs
 
-    data = load_beir(cfg.dataset, cfg.split, data_dir)
-    pairs = beir_pairs(data, bm25_searcher(data.path), depth=cfg.negatives_window[1],
-                       window=cfg.negatives_window, max_queries=cfg.max_queries,
-                       max_positives_per_query=1, seed=seed, progress=False)
+    if cfg.jsonl is not None:
+        pairs = read_jsonl_pairs(cfg.jsonl)
+    else:
+        data = load_beir(cfg.dataset, cfg.split, data_dir)
+        pairs = beir_pairs(data, bm25_searcher(data.path), depth=cfg.negatives_window[1],
+                           window=cfg.negatives_window, max_queries=cfg.max_queries,
+                           max_positives_per_query=1, seed=seed, progress=False)
     pairs = balanced_order(pairs, seed)[: cfg.max_pairs]
     if len({p.label for p in pairs}) < 2:
-        raise ValueError(f"probe: {cfg.dataset}/{cfg.split} gave pairs of one label only; raise max_pairs")
+        where = cfg.jsonl or f"{cfg.dataset}/{cfg.split}"
+        raise ValueError(f"probe: {where} gave pairs of one label only; raise max_pairs")
     return pairs
 
 

@@ -63,11 +63,10 @@ def versions() -> dict[str, str | None]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
-    if "prorank.retrieval.java" in sys.modules:
-        from prorank.retrieval.java import _STARTED, anserini_jar, java_version
-
-        out["anserini"] = anserini_jar().name
-        out["java"] = java_version() if _STARTED else None
+    java = sys.modules.get("prorank.retrieval.java")
+    if java is not None and java._STARTED:  # Lucene ran in this process (a machine may have no Java)
+        out["anserini"] = java.anserini_jar().name
+        out["java"] = java.java_version()
     return out
 
 
