@@ -113,9 +113,9 @@ REGISTRY: dict[str, PackagedModel] = {
             base="smollm2-135m-instruct",
             folder="prorank-smollm2-135m",
             files_sha256={
-                "adapter_config.json": "2dd36efdbd2c76913ef3324afc00b4cace66288e24caebb692dcf5bdad42d9bf",
-                "adapter_model.safetensors": "7effc0fa7b071ce829e374dc28bddf8fae68b3f2bf6b58bb239dbce5c9487fab",
-                "prorank.json": "85b8b2bc62e17b98814e62fa489af8c847f0a528a88a75be974c3e00583cf78e",
+                "adapter_config.json": "30a63ab7608937556d4fb158f62e9d8b07a8515b7758c124e8672764f5afaab5",
+                "adapter_model.safetensors": "596407dd6fa66c1dcc59de88c13c2eb5d96dc543ec5f6a71409b072666f7fd0e",
+                "prorank.json": "aca7c1a65360f39c7cf35fc5b38dd569f640911dc5d96f66165bd8b61f33fabf",
             },
             license="Apache-2.0 (code, base); trained on SciFact (CC BY-NC 2.0) and NFCorpus train",
         ),

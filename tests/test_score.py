@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prorank.config import ConfigError, load_config
+from prorank.config import ConfigError, load_config, to_dict
 from prorank.train.stage2_score import ScoreConfig, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +214,7 @@ def test_stage_one_checkpoint_is_recorded_as_parent(tiny_model_dir, groups_file,
 
 
 def test_config_files_load() -> None:
-    for name in ("score.yaml", "score-cpu.yaml", "score-cpu-dev100.yaml"):
+    for name in ("score.yaml", "score-cpu.yaml", "score-cpu-dev30.yaml"):
         cfg = load_config(ScoreConfig, REPO / "configs" / name)
         assert cfg.loss in ("listwise", "bce", "ranknet", "kl", "margin_mse") or isinstance(cfg.loss, dict)
     cpu = load_config(ScoreConfig, REPO / "configs" / "score-cpu.yaml")
@@ -223,6 +223,10 @@ def test_config_files_load() -> None:
     from prorank.config import load_config as load
     from prorank.train.pipeline import PipelineConfig
 
+    # the shipped adapter was trained by this very recipe (its checkpoint records the config it ran)
+    shipped = json.loads((REPO / "prorank" / "weights" / "prorank-smollm2-135m" / "prorank.json").read_text())
+    ran = {k: v for k, v in shipped["config"].items() if k != "output_dir"}
+    assert ran == {k: v for k, v in to_dict(cpu).items() if k != "output_dir"}
     pipeline = load(PipelineConfig, REPO / "configs" / "pipeline-cpu.yaml")
     assert pipeline.score_config == "configs/score-cpu.yaml" and pipeline.warmup is None
     with pytest.raises(ConfigError, match="unknown"):
