@@ -8,6 +8,8 @@ collection. It reads only dev queries (never test), writes nothing into the chec
 
     PRORANK_DATA_DIR=../shared/data python benchmarks/dev_fusion.py --top_k 20 \\
         --out benchmarks/results/dev-fusion-prorank-smollm2-135m.json
+
+(``dev-fusion-prorank-smollm2-135m-dev30.json`` there is the previous shipped adapter's.)
 """
 
 from __future__ import annotations
