@@ -10,9 +10,9 @@ stage-2 teacher's score, for ``graded_correctness``), its probe pairs and its he
 ``run PAIRS RESULTS`` (there): trains every lever of ``LEVERS`` at once, each a ``prorank train
 warmup`` process on the warmup config + the common GPU overrides (pairs from ``PAIRS``, a time box,
 probe every 25 steps, no trainer checkpoints) + its own overrides, then writes
-``RESULTS/warmup-gpu-levers.json``: per lever the held-out result (format, greedy labels, score AUC
-of the zero-shot base and the warmed-up model), the probe curve (AUC every 25 steps) and the
-training curve's ends, with provenance. Each run's ``log.jsonl`` is copied beside it.
+``RESULTS/warmup-gpu-levers.json``: per lever the row of ``benchmarks/warmup_levers.py`` (steps,
+last-10-step means, the probe curve every 25 steps, the held-out format / score AUC / greedy label
+shares), with provenance. Each run's ``log.jsonl`` is copied beside it.
 
     python benchmarks/warmup_gpu.py prepare .gpu/pairs                       # here
     python benchmarks/warmup_gpu.py run .gpu/pairs $OUT --minutes 5          # on the GPU machine
@@ -21,7 +21,6 @@ training curve's ends, with provenance. Each run's ``log.jsonl`` is copied besid
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # warmup_levers, beside this file
 CONFIG = "configs/warmup-cpu.yaml"
 TEACHER = "all-minilm-l6-v2"
 # name -> overrides on top of the recipe (each one lever of issue #13, at GPU step counts)
@@ -42,6 +42,7 @@ LEVERS = {
 
 
 def prepare(out: Path, config: str) -> None:
+    from prorank.atomic import atomic_write_json
     from prorank.config import load_config
     from prorank.train.heldout import heldout_pairs
     from prorank.train.pairs import write_jsonl_pairs
@@ -55,7 +56,7 @@ def prepare(out: Path, config: str) -> None:
     write_jsonl_pairs(pairs, out / "train.jsonl")
     write_jsonl_pairs(probe_pairs(cfg.probe, cfg.data_dir, cfg.seed), out / "probe.jsonl")
     write_jsonl_pairs(heldout_pairs(heldout_config(cfg)), out / "heldout.jsonl")
-    (out / "source.json").write_text(json.dumps({"config": config, "data": info}, indent=2, default=str))
+    atomic_write_json(out / "source.json", {"config": config, "data": info})
     print(f"wrote {out}: {info['pairs']} training pairs {info['labels']}")
 
 
@@ -68,9 +69,10 @@ def common_overrides(pairs: Path, minutes: float) -> list[str]:
 
 def run(pairs: Path, results: Path, minutes: float, levers: list[str], config: str,
         extra: list[str] = (), runs: Path = ROOT / "runs" / "warmup-gpu") -> dict:
+    from warmup_levers import summarise
+
+    from prorank.atomic import atomic_write_json
     from prorank.evaluation import provenance
-    from prorank.train.trainlog import read_log
-    from prorank.train.warmup_record import run_record
 
     pairs, results = pairs.resolve(), results.resolve()
     runs = Path(runs).resolve()
@@ -90,14 +92,9 @@ def run(pairs: Path, results: Path, minutes: float, levers: list[str], config: s
         row: dict = {"lever": name, "overrides": LEVERS[name], "returncode": rc,
                      "command": " ".join(cmd[1:])}
         out = runs / name
-        if rc == 0:
-            record = run_record(out)
-            records = read_log(out / "log.jsonl") if (out / "log.jsonl").exists() else []
-            row.update(heldout=record["heldout"], training_curve=record["training_curve"], train=record["train"],
-                       probe=[{k: r[k] for k in r if k == "step" or k.startswith("probe")}
-                              for r in records if any(k.startswith("probe") for k in r)])
-            if records:
-                shutil.copy(out / "log.jsonl", results / f"log-{name}.jsonl")
+        if rc == 0:  # the CPU levers' summary (warmup_levers.summarise): steps, last-10 means, probe, held-out
+            row.update(summarise(out))
+            shutil.copy(out / "log.jsonl", results / f"log-{name}.jsonl")
         else:
             row["tail"] = (runs / f"{name}.out").read_text(errors="replace")[-3000:]
         rows.append(row)
@@ -107,7 +104,7 @@ def run(pairs: Path, results: Path, minutes: float, levers: list[str], config: s
               "provenance": {"git": provenance.git_state(), "versions": provenance.versions(),
                              "hardware": provenance.hardware("cuda"), "started": started,
                              "finished": provenance.now_utc(), "seconds": round(time.time() - began, 1)}}
-    (results / "warmup-gpu-levers.json").write_text(json.dumps(result, indent=2, default=str))
+    atomic_write_json(results / "warmup-gpu-levers.json", result)
     return result
 
 
@@ -132,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = run(args.pairs, args.results, args.minutes, args.levers, args.config, args.set, args.runs)
     for row in result["levers"]:
-        held = {m["name"]: (round(m["score_auc"] or 0, 3), m["answered"]) for m in (row.get("heldout") or {}).get("models", [])}
-        print(row["lever"], row["returncode"], (row.get("train") or {}).get("global_step"), held)
+        print(row["lever"], row["returncode"], row.get("steps"), row.get("heldout"))
     return 0
 
 

@@ -67,3 +67,28 @@ def test_throughput_run_agrees_with_plain_loop(tiny_arch, smollm2_dir, data_dir,
         assert len(methods[name]["seconds"]) == 2 and methods[name]["speedup_vs_transformers"] > 0
     with pytest.raises(ValueError, match="methods"):
         main(ThroughputConfig(methods=["prorank", "fastest"]))
+
+
+def test_paired_compares_systems_of_eval_outputs(tmp_path):
+    """benchmarks/paired.py: mean metrics per system and symmetric paired p-values from eval outputs'
+    per_query.tsv; systems on different queries are refused."""
+    from paired import compare
+
+    header = "qid\tsystem\tnDCG@10\tRecall@100\tMRR@10\tMAP\n"
+    for run, shift in (("a", 0.0), ("b", 0.3)):
+        rows = "".join(f"q{i}\t{system}\t{0.1 * i + (shift if system == 'reranker' else 0.0):.4f}\t0.5\t0.5\t0.5\n"
+                       for i in range(6) for system in ("bm25", "reranker"))
+        (tmp_path / run / "scifact").mkdir(parents=True)
+        (tmp_path / run / "scifact" / "per_query.tsv").write_text(header + rows)
+    result = compare("scifact", {"BM25": (str(tmp_path / "a"), "bm25"), "A": (str(tmp_path / "a"), "reranker"),
+                                 "B": (str(tmp_path / "b"), "reranker")})
+    rows = {r["system"]: r for r in result["rows"]}
+    assert result["queries"] == 6 and rows["BM25"]["metrics"]["nDCG@10"] == 0.25
+    assert rows["A"]["p_vs_bm25"] == 1.0 and rows["B"]["metrics"]["nDCG@10"] == 0.55
+    assert rows["B"]["p_vs_a"] == rows["A"]["p_vs_b"] < 0.05  # +0.3 on all six queries: 2 of 64 sign patterns
+    (tmp_path / "c" / "scifact").mkdir(parents=True)
+    (tmp_path / "c" / "scifact" / "per_query.tsv").write_text(header + "q9\treranker\t1\t1\t1\t1\n")
+    with pytest.raises(ValueError, match="same queries"):
+        compare("scifact", {"A": (str(tmp_path / "a"), "reranker"), "C": (str(tmp_path / "c"), "reranker")})
+    with pytest.raises(ValueError, match="no rows of system 'fused'"):
+        compare("scifact", {"A": (str(tmp_path / "a"), "fused")})

@@ -320,10 +320,11 @@ def test_gpu_levers_run_from_recorded_pairs(label_model_dir, pairs_file, tmp_pat
     rows = {r["lever"]: r for r in result["levers"]}
     assert [r["returncode"] for r in rows.values()] == [0, 0], [r.get("tail") for r in rows.values()]
     for name, row in rows.items():
-        assert row["train"]["global_step"] == 2 and [p["step"] for p in row["probe"]] == [1, 2]
-        assert all(0.0 <= p["probe_auc"] <= 1.0 for p in row["probe"])
-        assert [m["name"] for m in row["heldout"]["models"]] == ["zero-shot", "warmup"]
-        assert row["heldout"]["pairs"]["count"] == 4 and "jsonl" in row["heldout"]["pairs"]
+        assert row["steps"] == 2 and [p[0] for p in row["probe"]["series"]] == [1, 2]
+        assert all(0.0 <= p[1] <= 1.0 for p in row["probe"]["series"])
+        assert row["heldout"]["pairs"] == 4 and 0.0 <= row["heldout"]["score_auc"] <= 1.0
+        report = json.loads((tmp_path / "runs" / name / "heldout.json").read_text())
+        assert [m["name"] for m in report["models"]] == ["zero-shot", "warmup"] and "jsonl" in report["pairs"]
         assert (tmp_path / "out" / f"log-{name}.jsonl").is_file()
     assert "grpo.beta=0.04" in rows["kl"]["command"] and "grpo.beta" not in rows["recipe"]["command"]
     saved = json.loads((tmp_path / "out" / "warmup-gpu-levers.json").read_text())
