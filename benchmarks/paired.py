@@ -13,13 +13,13 @@ folder (holding ``<dataset>/per_query.tsv``) and the system inside it (``bm25``,
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 from prorank.atomic import atomic_write_json
 from prorank.evaluation import provenance
-from prorank.evaluation.compare import METRICS, SIGNIFICANCE, add_pvalues, markdown
+from prorank.evaluation.compare import SIGNIFICANCE, add_pvalues, markdown, read_per_query_metrics
+from prorank.evaluation.metrics import mean_metrics
 
 
 def read_system(output: str, dataset: str, system: str) -> dict[str, dict[str, float]]:
@@ -27,9 +27,7 @@ def read_system(output: str, dataset: str, system: str) -> dict[str, dict[str, f
     path = Path(output) / dataset / "per_query.tsv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (an eval output folder holds <dataset>/per_query.tsv)")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = {r["qid"]: {m: float(r[m]) for m in METRICS} for r in csv.DictReader(f, delimiter="\t")
-                if r["system"] == system}
+    rows = read_per_query_metrics(output, dataset, system)
     if not rows:
         raise ValueError(f"{path} holds no rows of system {system!r}")
     return rows
@@ -38,8 +36,8 @@ def read_system(output: str, dataset: str, system: str) -> dict[str, dict[str, f
 def compare(dataset: str, systems: dict[str, tuple[str, str]]) -> dict:
     per_query = {name: read_system(out, dataset, system) for name, (out, system) in systems.items()}
     rows = [{"system": name, "source": f"{out}:{system}",
-             "metrics": {m: round(sum(v[m] for v in per_query[name].values()) / len(per_query[name]), 4)
-                         for m in METRICS}} for name, (out, system) in systems.items()]
+             "metrics": {m: round(v, 4) for m, v in mean_metrics(per_query[name]).items()}}
+            for name, (out, system) in systems.items()]
     add_pvalues(rows, {n: {q: v["nDCG@10"] for q, v in pq.items()} for n, pq in per_query.items()}, list(systems))
     return {"format": "prorank-paired-v1", "dataset": dataset, "queries": len(next(iter(per_query.values()))),
             "rows": rows, "significance": SIGNIFICANCE, "command": "python " + " ".join(sys.argv),

@@ -19,11 +19,17 @@ METRICS = ("nDCG@10", "MRR@10", "Recall@100", "MAP")
 SIGNIFICANCE = "two-sided paired randomization test on per-query nDCG@10 (10,000 sign flips, seed 0)"
 
 
-def read_per_query(eval_output: str | Path, dataset: str, system: str) -> dict[str, float]:
-    """Per-query nDCG@10 of ``system`` (``bm25``, ``reranker``, ``fused``) from a ``prorank eval``
+def read_per_query_metrics(eval_output: str | Path, dataset: str, system: str) -> dict[str, dict[str, float]]:
+    """Per-query ``METRICS`` of ``system`` (``bm25``, ``reranker``, ``fused``) from a ``prorank eval``
     output folder's ``<dataset>/per_query.tsv``."""
     with open(Path(eval_output) / dataset / "per_query.tsv", encoding="utf-8", newline="") as f:
-        return {r["qid"]: float(r["nDCG@10"]) for r in csv.DictReader(f, delimiter="\t") if r["system"] == system}
+        return {r["qid"]: {m: float(r[m]) for m in METRICS} for r in csv.DictReader(f, delimiter="\t")
+                if r["system"] == system}
+
+
+def read_per_query(eval_output: str | Path, dataset: str, system: str) -> dict[str, float]:
+    """Per-query nDCG@10 of ``system`` (see ``read_per_query_metrics``)."""
+    return {q: m["nDCG@10"] for q, m in read_per_query_metrics(eval_output, dataset, system).items()}
 
 
 def pvalue_key(system: str) -> str:
