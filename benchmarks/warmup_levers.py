@@ -6,7 +6,9 @@ of prompts whose samples all got the same reward (``frac_reward_zero_std``), and
 (score AUC and greedy label-1 share on fixed dev pairs, ``probe`` block) at the start, its best and
 at the end, and -- when the run was measured (``heldout.json``) -- the held-out numbers the issue's
 targets are stated in: format success, score AUC and the share of greedy answers saying ``1``.
-Prints a Markdown table, writes JSON.
+Prints a Markdown table, writes JSON. ``--keep`` keeps the rows already in ``--out`` (runs whose
+folders are gone, e.g. measured on another machine) and adds or replaces the named ones; the
+record lists the earlier invocations it keeps rows from (``earlier``).
 
     python benchmarks/warmup_levers.py --run "group baseline=runs/warmup-cpu-v2" \\
         --run "batch baseline=runs/warmup-cpu-v3" --out benchmarks/results/warmup-levers.json
@@ -52,7 +54,7 @@ def summarise(run_dir: Path, tail: int = 10) -> dict[str, Any]:
                                                          "lr_scheduler_type", "warmup_steps")
            if k in config.get("grpo", {})},
         f"last{tail}": {k: _mean(last, k) for k in ("format_rate", "accuracy", "label_one_rate",
-                                                     "frac_reward_zero_std", "entropy")},
+                                                     "frac_reward_zero_std", "entropy", "policy_label_one")},
         "probe": None if not probes else {
             "start": {"step": probes[0]["step"], "auc": probes[0]["probe_auc"], "label_one": probes[0]["probe_label_one"]},
             "best_auc": max(p["probe_auc"] for p in probes),
@@ -82,13 +84,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, help="NAME=RUN_DIR (repeat)")
     parser.add_argument("--out", default="benchmarks/results/warmup-levers.json")
+    parser.add_argument("--keep", action="store_true", help="keep the rows already in --out")
     args = parser.parse_args(argv)
-    rows = []
+    rows, earlier = [], []
     for item in args.run:
         name, sep, path = item.partition("=")
         if not sep:
             parser.error(f"--run takes NAME=RUN_DIR, got {item!r}")
         rows.append({"name": name, **summarise(Path(path))})
+    if args.keep and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        names = {r["name"] for r in rows}
+        rows = [r for r in old["runs"] if r["name"] not in names] + rows
+        earlier = [*old.get("earlier", []), {k: old.get(k) for k in ("command", "date", "git")}]
     print("| run | steps | format | label-1 rate | zero-std prompts | probe AUC start -> best -> end | probe label-1 end "
           "| held-out format / AUC / greedy 1 |")
     print("|---|---|---|---|---|---|---|---|")
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{t['frac_reward_zero_std']} | {auc} | {p.get('end', {}).get('label_one', '-')} | {held} |")
     record = {"command": " ".join(["python", "benchmarks/warmup_levers.py", *(argv or sys.argv[1:])]),
               "date": now_utc(), "git": git_state(REPO), "machine": hardware(), "versions": versions(),
-              "runs": rows}
+              "runs": rows, **({"earlier": earlier} if earlier else {})}
     atomic_write_json(args.out, record)
     print(f"wrote {args.out}")
     return record

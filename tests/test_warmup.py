@@ -202,6 +202,19 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     assert held["label_one_share"] == round(warm["answered"]["1"] / 4, 4)
     assert held["score_auc"] == round(warm["score_auc"], 4) and held["zero_shot_auc"] is not None
 
+    # --keep: rows of runs no longer on disk stay; a named run is added or replaced
+    import warmup_levers
+
+    out, run = tmp_path / "levers.json", tmp_path / "run"
+    warmup_levers.main(["--run", f"a={run}", "--run", f"b={run}", "--out", str(out)])
+    rows = json.loads(out.read_text())["runs"]
+    rows[0]["steps"] = 99  # as if run a had been measured elsewhere
+    out.write_text(json.dumps({**json.loads(out.read_text()), "runs": rows}))
+    record = warmup_levers.main(["--run", f"b={run}", "--run", f"c={run}", "--out", str(out), "--keep"])
+    assert [(r["name"], r["steps"]) for r in record["runs"]] == [("a", 99), ("b", 2), ("c", 2)]
+    assert len(record["earlier"]) == 1 and "a=" in record["earlier"][0]["command"]
+    assert [r["name"] for r in warmup_levers.main(["--run", f"d={run}", "--out", str(out)])["runs"]] == ["d"]
+
 
 def test_negatives_curriculum_reads_harder_negatives_later(data_dir):
     """The curriculum splits the queries into parts read in order, each part balanced 1, 0, 1, 0 and
@@ -272,6 +285,59 @@ def test_teacher_scores_grade_the_correctness_reward(label_model_dir, data_dir, 
         WarmupConfig(reward_weights={"graded_correctness": 1.0})
 
 
+def test_expected_baseline_advantages_are_reward_minus_the_policys_expected_reward(
+        label_model_dir, pairs_file, tmp_path, monkeypatch):
+    """baseline: expected -- each completion's advantage in the first step is its reward minus its
+    prompt's expected reward under the untrained policy (answers of up to two tokens: a label, then
+    the end of the turn), recomputed here from unpadded forward passes of the checkpoint; the run
+    trains and logs the policy's own label-1 probability."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prorank.prompt import LABELS, PromptBuilder
+    from prorank.train import baseline
+
+    seen = []
+    real = baseline.grpo_trainer_class
+
+    def recording(name, label_token_ids=None):
+        class Recording(real(name, label_token_ids)):
+            def _generate_and_score_completions(self, inputs):
+                output = super()._generate_and_score_completions(inputs)
+                seen.append(([dict(r) for r in inputs], output["completion_ids"].tolist(),
+                             output["advantages"].tolist()))
+                return output
+        return Recording
+
+    monkeypatch.setattr(baseline, "grpo_trainer_class", recording)
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", per_device_train_batch_size=8, scale_rewards="none",
+               max_completion_length=2)
+    cfg.balanced_batches, cfg.baseline = True, "expected"
+    main(cfg)
+    before, after = _weights(label_model_dir), _weights(tmp_path / "run" / "model")
+    assert max(float((before[k] - after[k]).abs().max()) for k in before) > 0
+
+    tok = AutoTokenizer.from_pretrained(label_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(label_model_dir, dtype=torch.float32)
+    ids = PromptBuilder(tok, 128).answer_token_ids
+    rows, completions, advantages = seen[0]
+    assert len(rows) == len(advantages) == 8
+    for row, completion, advantage in zip(rows, completions, advantages):
+        prompt = tok(row["prompt"])["input_ids"]
+        with torch.no_grad():  # p(answer is exactly label a) = p(a first) * p(end of turn right after a)
+            exact = [float(torch.softmax(model(torch.tensor([prompt])).logits[0, -1], dim=-1)[a]
+                           * torch.softmax(model(torch.tensor([prompt + [a]])).logits[0, -1], dim=-1)[tok.eos_token_id])
+                     for a in ids]
+        gold = LABELS.index(str(row["label"]))
+        expected = 2 * exact[gold] + exact[1 - gold]  # format + correctness of each label, 0 otherwise
+        answer = tok.decode(completion, skip_special_tokens=True).strip()
+        reward = (answer in LABELS) + (answer == LABELS[gold])
+        assert advantage == pytest.approx(reward - expected, abs=1e-4)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["policy_label_one"] <= 1.0 and 0.0 < r["exact_answer_mass"] < r["label_mass"] <= 1.0
+               for r in records)
+
+
 def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
     with pytest.raises(ValueError, match="make it even"):
         grpo_args(WarmupConfig(output_dir=str(tmp_path), balanced_batches=True,
@@ -280,6 +346,8 @@ def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
         WarmupConfig(balanced_batches=True, grpo={"shuffle_dataset": True})
     with pytest.raises(ValueError, match="baseline"):
         WarmupConfig(baseline="prompt")
+    with pytest.raises(ValueError, match="scale_rewards: none"):
+        WarmupConfig(baseline="expected")
     with pytest.raises(ValueError, match="probe.every"):
         WarmupConfig(probe={"every": 0})
 

@@ -51,7 +51,8 @@ METRIC_ALIASES = {
     "label_one_rate": "rewards/label_one_reward/mean",  # share of sampled answers saying 1
 }
 LOG_KEYS = ("reward", "format_rate", "accuracy", "label_one_rate", "frac_reward_zero_std", "probe_auc",
-            "probe_label_one", "loss", "completions/mean_length", "end_of_answer_bias")
+            "probe_label_one", "policy_label_one", "label_mass", "exact_answer_mass", "loss", "completions/mean_length",
+            "end_of_answer_bias")
 
 
 @dataclass
@@ -83,7 +84,9 @@ class WarmupConfig:
     balanced_batches: bool = False
     # advantages against each prompt's group mean (TRL's GRPO) or the whole generation batch's
     # mean reward (prorank.train.baseline): the latter still gives a gradient when a policy that
-    # says one label everywhere makes every sample of a prompt agree
+    # says one label everywhere makes every sample of a prompt agree; or each prompt's expected
+    # reward under the policy's own label probabilities ("expected": a gradient from every sample
+    # that moves the label towards the right one, whatever the rest of the batch drew)
     baseline: str = "group"
     # --- rewards: name (prorank.train.rewards.REWARDS) -> weight, handed to GRPOConfig.reward_weights
     reward_weights: dict = field(default_factory=lambda: {"format": 1.0, "correctness": 1.0})
@@ -150,6 +153,9 @@ class WarmupConfig:
 
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+        if self.baseline == "expected" and self.grpo.get("scale_rewards", "group") != "none":
+            raise ValueError("baseline 'expected' gives advantages in reward units: set grpo.scale_rewards: none "
+                             "(a batch whose rewards all agree has std 0 but non-zero advantages)")
         if self.balanced_batches and self.grpo.get("shuffle_dataset"):
             raise ValueError("balanced_batches reads the pairs in their balanced order: "
                              "grpo.shuffle_dataset must stay false")
@@ -420,7 +426,7 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
                                            cfg.instruction))
     from prorank.train.baseline import grpo_trainer_class
 
-    trainer = grpo_trainer_class(cfg.baseline)(
+    trainer = grpo_trainer_class(cfg.baseline, builder.answer_token_ids)(
         model=model_path,
         reward_funcs=reward_funcs,
         args=args,
