@@ -111,14 +111,9 @@ def grpo_trainer_class(baseline: str, label_token_ids: tuple[int, ...] | None = 
     if baseline == "expected":
         if not label_token_ids:
             raise ValueError("baseline 'expected' needs the label token ids")
-        return _expected_trainer(trl.GRPOTrainer, tuple(label_token_ids))
+        return _expected_trainer(_keeps_rewards(trl.GRPOTrainer), tuple(label_token_ids))
 
-    class BatchBaselineGRPOTrainer(trl.GRPOTrainer):
-        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-            self._batch_rewards = rewards  # gathered over all processes: [completions, functions]
-            return rewards
-
+    class BatchBaselineGRPOTrainer(_keeps_rewards(trl.GRPOTrainer)):
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)
             local = output["advantages"]
@@ -130,17 +125,25 @@ def grpo_trainer_class(baseline: str, label_token_ids: tuple[int, ...] | None = 
     return BatchBaselineGRPOTrainer
 
 
+def _keeps_rewards(base: Any) -> Any:
+    """``base`` keeping the step's rewards (gathered over all processes: ``[completions,
+    functions]``) as ``_batch_rewards`` for the advantages computed after TRL's."""
+
+    class KeepsRewards(base):
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._batch_rewards = rewards
+            return rewards
+
+    return KeepsRewards
+
+
 def _expected_trainer(base: Any, label_token_ids: tuple[int, ...]) -> Any:
     import torch
 
     from prorank.prompt import LABELS
 
     class ExpectedBaselineGRPOTrainer(base):
-        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-            self._batch_rewards = rewards  # gathered over all processes: [completions, functions]
-            return rewards
-
         @torch.no_grad()
         def _answer_probs(self, prompt_ids: Any, prompt_mask: Any) -> tuple[Any, Any]:
             """Per completion: the sampling probability of each label as the answer's first token,
