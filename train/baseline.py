@@ -34,9 +34,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BASELINES", "batch_advantages", "expected_baseline", "label_rewards", "grpo_trainer_class"]
+__all__ = ["BASELINES", "weighted_rewards", "batch_advantages", "expected_baseline", "label_rewards", "grpo_trainer_class"]
 
 BASELINES = ("group", "batch", "expected")
+
+
+def weighted_rewards(rewards_per_func: Any, weights: Any) -> Any:
+    """Each completion's weighted reward: ``rewards_per_func`` is ``[completions, reward
+    functions]`` (NaN where a function gave no reward, counted as 0), ``weights`` the weights.
+
+    >>> import torch
+    >>> weighted_rewards(torch.tensor([[1., float("nan")], [1., 1.]]), torch.tensor([1., 2.]))
+    tensor([1., 3.])
+    """
+    import torch
+
+    return torch.nan_to_num((rewards_per_func * weights.to(rewards_per_func.device)).nansum(dim=1))
 
 
 def batch_advantages(rewards_per_func: Any, weights: Any, scale: bool) -> Any:
@@ -50,9 +63,7 @@ def batch_advantages(rewards_per_func: Any, weights: Any, scale: bool) -> Any:
     >>> batch_advantages(torch.tensor([[1., 1.], [1., 0.], [1., 1.], [1., 0.]]), torch.tensor([1., 1.]), False)
     tensor([ 0.5000, -0.5000,  0.5000, -0.5000])
     """
-    import torch
-
-    rewards = torch.nan_to_num((rewards_per_func * weights.to(rewards_per_func.device)).nansum(dim=1))
+    rewards = weighted_rewards(rewards_per_func, weights)
     advantages = rewards - rewards.mean()
     if scale and rewards.numel() > 1:
         advantages = advantages / (rewards.std() + 1e-4)
@@ -141,7 +152,7 @@ def _keeps_rewards(base: Any) -> Any:
 def _expected_trainer(base: Any, label_token_ids: tuple[int, ...]) -> Any:
     import torch
 
-    from prorank.prompt import LABELS
+    from prorank.prompt import ANSWER_POSITIVE, LABELS
 
     class ExpectedBaselineGRPOTrainer(base):
         @torch.no_grad()
@@ -176,7 +187,7 @@ def _expected_trainer(base: Any, label_token_ids: tuple[int, ...]) -> Any:
             local = output["advantages"]
             n, start = local.shape[0], self.accelerator.process_index * local.shape[0]
             weights = self.reward_weights.to(local.device)
-            rewards = torch.nan_to_num(self._batch_rewards[start:start + n].to(local.device) * weights).nansum(dim=1)
+            rewards = weighted_rewards(self._batch_rewards[start:start + n].to(local.device), weights)
             first, exact = self._answer_probs(output["prompt_ids"], output["prompt_mask"])
             answer_rewards = torch.tensor([label_rewards(self.reward_funcs, row, (*LABELS, "")) for row in inputs],
                                           device=local.device)
@@ -186,7 +197,7 @@ def _expected_trainer(base: Any, label_token_ids: tuple[int, ...]) -> Any:
             advantages = rewards - expected_baseline(exact, answer_rewards, weights)
             output["advantages"] = advantages.to(local.dtype)
             mode = "train" if self.model.training else "eval"
-            one = first[:, list(LABELS).index("1")] / first.sum(dim=1).clamp(min=1e-12)
+            one = first[:, LABELS.index(ANSWER_POSITIVE)] / first.sum(dim=1).clamp(min=1e-12)
             for name, value in (("policy_label_one", one), ("label_mass", first.sum(dim=1)),
                                 ("exact_answer_mass", exact.sum(dim=1))):
                 self._metrics[mode][name].append(float(self.accelerator.gather(value).mean()))
