@@ -48,13 +48,14 @@ def summarise(run_dir: Path, tail: int = 10) -> dict[str, Any]:
     return {
         "run": portable_path(run_dir),
         "steps": steps[-1]["step"],
-        "settings": {k: config.get(k) for k in ("balanced_batches", "baseline") if k in config}
+        "settings": {k: config.get(k) for k in ("balanced_batches", "baseline", "label_balance") if k in config}
         | {k: config.get("grpo", {}).get(k) for k in ("num_generations", "per_device_train_batch_size",
                                                          "scale_rewards", "entropy_coef", "learning_rate",
                                                          "lr_scheduler_type", "warmup_steps")
            if k in config.get("grpo", {})},
         f"last{tail}": {k: _mean(last, k) for k in ("format_rate", "accuracy", "label_one_rate",
-                                                     "frac_reward_zero_std", "entropy", "policy_label_one")},
+                                                     "frac_reward_zero_std", "entropy", "policy_label_one",
+                                                     "answer_label_one")},
         "probe": None if not probes else {
             "start": {"step": probes[0]["step"], "auc": probes[0]["probe_auc"], "label_one": probes[0]["probe_label_one"]},
             "best_auc": max(p["probe_auc"] for p in probes),

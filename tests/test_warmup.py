@@ -89,6 +89,10 @@ def test_config_validation(tmp_path):
         WarmupConfig(reward_weights={"fromat": 1.0})
     with pytest.raises(ValueError, match="grpo"):
         grpo_args(WarmupConfig(grpo={"no_such_field": 1}))
+    with pytest.raises(ValueError, match="label_balance.*balanced_batches"):
+        WarmupConfig(label_balance=1.0)
+    with pytest.raises(ValueError, match="label_balance"):
+        WarmupConfig(label_balance=-1.0, balanced_batches=True)
     args = grpo_args(WarmupConfig(output_dir=str(tmp_path), grpo={"learning_rate": "1e-5", "use_cpu": True},
                                   reward_weights={"format": 0.5, "correctness": 2.0}))
     assert args.learning_rate == 1e-5 and args.reward_weights == [0.5, 2.0, 0.0]  # + label_one at 0
@@ -355,9 +359,9 @@ def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
 def test_doctests_of_pairs_rewards_and_probe():
     import doctest
 
-    from prorank.train import baseline, pairs, probe, rewards
+    from prorank.train import baseline, label_balance, pairs, probe, rewards
 
-    for module in (baseline, pairs, probe, rewards):
+    for module in (baseline, label_balance, pairs, probe, rewards):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
@@ -397,3 +401,57 @@ def test_gpu_levers_run_from_recorded_pairs(label_model_dir, pairs_file, tmp_pat
     assert "grpo.beta=0.04" in rows["kl"]["command"] and "grpo.beta" not in rows["recipe"]["command"]
     saved = json.loads((tmp_path / "out" / "warmup-gpu-levers.json").read_text())
     assert [r["lever"] for r in saved["levers"]] == ["recipe", "kl"]
+
+
+def _answer_label_one(model_dir, prompts):
+    """Mean p(1) / (p(0) + p(1)) at the answer position of ``prompts`` (unpadded forwards)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prorank.prompt import PromptBuilder
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids = list(PromptBuilder(tok, 128).answer_token_ids)
+    with torch.no_grad():
+        return sum(float(torch.softmax(model(torch.tensor([tok(p)["input_ids"]])).logits[0, -1, ids], dim=-1)[1])
+                   for p in prompts) / len(prompts)
+
+
+def test_label_balance_term_pulls_the_shared_label_bias_back_to_even(label_model_dir, pairs_file, tmp_path):
+    """label_balance: the logged answer_label_one of step 1 is the untrained model's mean
+    p(1) / (p(0) + p(1)) over that step's two prompts (recomputed here from unpadded forwards), and
+    a run whose base model leans to one label ends closer to 1:1 with the term than without it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prorank.prompt import PromptBuilder
+    from prorank.train.pairs import read_jsonl_pairs
+
+    leaning = tmp_path / "leaning"  # the label model with its label-1 logit raised by ~2.5 on the pairs
+    tok = AutoTokenizer.from_pretrained(label_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(label_model_dir, dtype=torch.float32)
+    builder = PromptBuilder(tok, 128)
+    with torch.no_grad():
+        hidden = torch.stack([model.model(torch.tensor([builder.encode(p.query, p.document).input_ids]))
+                              .last_hidden_state[0, -1] for p in read_jsonl_pairs(pairs_file)]).mean(0)
+        model.lm_head.weight[builder.answer_token_ids[1]] += 2.5 * hidden / hidden.dot(hidden)
+    model.save_pretrained(leaning)
+    tok.save_pretrained(leaning)
+
+    ends = {}
+    for coef in (0.0, 20.0):
+        out = tmp_path / f"run{coef:g}"
+        cfg = _cfg(leaning, pairs_file, out, per_device_train_batch_size=8, max_steps=4, learning_rate=3e-4)
+        cfg.balanced_batches, cfg.baseline, cfg.label_balance = True, "batch", coef
+        main(cfg)
+        prompts = [builder.encode(p.query, p.document).text for p in read_jsonl_pairs(out / "pairs.jsonl")]
+        records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        if coef:
+            assert records[0]["answer_label_one"] == pytest.approx(_answer_label_one(leaning, prompts[:2]), abs=1e-4)
+            assert all(r["label_balance"] >= 0.0 for r in records)
+        else:
+            assert "answer_label_one" not in records[0]
+        ends[coef] = _answer_label_one(out / "model", prompts)
+    start = _answer_label_one(leaning, prompts)
+    assert abs(ends[20.0] - 0.5) < abs(ends[0.0] - 0.5) and abs(ends[20.0] - 0.5) < abs(start - 0.5)

@@ -51,7 +51,8 @@ METRIC_ALIASES = {
     "label_one_rate": "rewards/label_one_reward/mean",  # share of sampled answers saying 1
 }
 LOG_KEYS = ("reward", "format_rate", "accuracy", "label_one_rate", "frac_reward_zero_std", "probe_auc",
-            "probe_label_one", "policy_label_one", "label_mass", "exact_answer_mass", "loss", "completions/mean_length",
+            "probe_label_one", "policy_label_one", "label_mass", "exact_answer_mass", "label_balance",
+            "answer_label_one", "loss", "completions/mean_length",
             "end_of_answer_bias")
 
 
@@ -88,6 +89,9 @@ class WarmupConfig:
     # reward under the policy's own label probabilities ("expected": a gradient from every sample
     # that moves the label towards the right one, whatever the rest of the batch drew)
     baseline: str = "group"
+    # weight of a restoring term on the label bias (prorank.train.label_balance): KL of the step's
+    # mean p(1) / (p(0) + p(1)) at the answer position from 1/2; 0 = off; needs balanced_batches
+    label_balance: float = 0.0
     # --- rewards: name (prorank.train.rewards.REWARDS) -> weight, handed to GRPOConfig.reward_weights
     reward_weights: dict = field(default_factory=lambda: {"format": 1.0, "correctness": 1.0})
     # teacher scores for graded_correctness: the stage-2 teacher (prorank.teacher: this dense
@@ -156,6 +160,9 @@ class WarmupConfig:
         if self.baseline == "expected" and self.grpo.get("scale_rewards", "group") != "none":
             raise ValueError("baseline 'expected' gives advantages in reward units: set grpo.scale_rewards: none "
                              "(a batch whose rewards all agree has std 0 but non-zero advantages)")
+        if self.label_balance < 0 or (self.label_balance and not self.balanced_batches):
+            raise ValueError(f"label_balance must be >= 0 and, when set, needs balanced_batches: true (its "
+                             f"target, half the answers 1, holds for balanced batches); got {self.label_balance}")
         if self.balanced_batches and self.grpo.get("shuffle_dataset"):
             raise ValueError("balanced_batches reads the pairs in their balanced order: "
                              "grpo.shuffle_dataset must stay false")
@@ -425,8 +432,12 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         callbacks.insert(0, probe_callback(cfg.probe, probe_pairs(cfg.probe, cfg.data_dir, cfg.seed), builder,
                                            cfg.instruction))
     from prorank.train.baseline import grpo_trainer_class
+    from prorank.train.label_balance import with_label_balance
 
-    trainer = grpo_trainer_class(cfg.baseline, builder.answer_token_ids)(
+    trainer_class = grpo_trainer_class(cfg.baseline, builder.answer_token_ids)
+    if cfg.label_balance:
+        trainer_class = with_label_balance(trainer_class, builder.answer_token_ids, cfg.label_balance)
+    trainer = trainer_class(
         model=model_path,
         reward_funcs=reward_funcs,
         args=args,

@@ -1,0 +1,85 @@
+"""A restoring force on the label bias of stage 1: keep the policy's batch-mean answer at 1:1.
+
+Why (README, "Stage 1: why the label bias walks"): on a class-balanced batch, a policy that cannot
+yet tell the pairs apart earns the same expected correctness whatever its bias between ``0`` and
+``1``, so the GRPO objective is flat in that direction. The bias random-walks on the sampling
+noise and, once one label has nearly all the mass, every sample agrees and nothing brings it
+back. TRL's remedies act on the whole vocabulary (entropy bonus: keeps ~49k tokens alive, and the
+format is never learnt; KL to the reference: anchors to a base model that puts ~3% on the labels).
+
+This term acts on the label pair only, and only on what the prompts have in common. For each of
+the step's distinct prompts, ``q = p(1) / (p(0) + p(1))`` at the answer position (the model's own
+logits, no sampling settings); with ``q_bar`` their mean, the term is
+
+    ``KL(Bernoulli(1/2) || Bernoulli(q_bar)) = -1/2 * log(4 * q_bar * (1 - q_bar))``,
+
+0 when the batch's answers are balanced and growing without bound towards either end. A model
+that ranks perfectly (``q = 1`` on the relevant half, ``0`` on the other) has ``q_bar = 1/2``:
+the term does not oppose telling pairs apart, only a shared drift. Its gradient on a shift ``b``
+of every prompt's label logit difference is ``q_bar - 1/2`` (at most 1/2 in size), a
+mean-reverting pull on exactly the direction in which the policy gradient is flat. It needs
+``balanced_batches`` (as many relevant as non-relevant prompts per step: 1:1 is then right).
+
+``loss = GRPO loss + label_balance * term``, one extra forward/backward over the step's distinct
+prompts (one position each). Logged: ``label_balance`` (the term) and ``answer_label_one``
+(``q_bar``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["label_balance_term", "with_label_balance"]
+
+
+def label_balance_term(label_logits: Any) -> tuple[Any, Any]:
+    """The term and ``q_bar`` from ``label_logits`` ``[prompts, 2]``: each prompt's logits of
+    the labels ``0`` and ``1`` at the answer position (differentiable).
+
+    >>> import torch
+    >>> term, q = label_balance_term(torch.tensor([[0., 2.], [2., 0.]]))  # one says 1, one says 0
+    >>> round(float(term), 6), round(float(q), 6)
+    (0.0, 0.5)
+    >>> term, q = label_balance_term(torch.tensor([[0., 2.], [0., 2.]]))  # both say 1
+    >>> round(float(term), 4), round(float(q), 4)
+    (0.4338, 0.8808)
+    """
+    import torch
+
+    if label_logits.dim() != 2 or label_logits.shape[1] != 2:
+        raise ValueError(f"label_logits must be [prompts, 2] (labels 0, 1), got {tuple(label_logits.shape)}")
+    q_bar = torch.softmax(label_logits.float(), dim=-1)[:, 1].mean()
+    eps = 1e-6
+    term = -0.5 * torch.log(4.0 * q_bar.clamp(eps, 1 - eps) * (1.0 - q_bar).clamp(eps, 1 - eps))
+    return term, q_bar
+
+
+def with_label_balance(base: Any, label_token_ids: tuple[int, ...], coef: float) -> Any:
+    """``base`` (a ``trl.GRPOTrainer`` class) whose loss adds ``coef * label_balance_term`` of the
+    step's distinct prompts; ``label_token_ids``: the token ids of ``prorank.prompt.LABELS``
+    (``0``, ``1``)."""
+    import torch
+
+    if coef <= 0:
+        raise ValueError(f"label_balance must be > 0 to add the term, got {coef}")
+    if len(label_token_ids) != 2:
+        raise ValueError(f"label_balance needs the two label token ids, got {label_token_ids}")
+    labels = list(label_token_ids)
+
+    class LabelBalanceGRPOTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # each prompt once (a generation batch repeats it num_generations times); TRL pads
+            # prompts on the left, so the last position is where the answer's first token is read
+            prompts, first = torch.unique(inputs["prompt_ids"], dim=0, return_inverse=True)
+            rows = [int((first == i).nonzero()[0]) for i in range(prompts.shape[0])]
+            mask = inputs["prompt_mask"][rows]
+            positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+            logits = model(input_ids=prompts, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+            term, q_bar = label_balance_term(logits[:, -1, labels])
+            mode = "train" if self.model.training else "eval"
+            for name, value in (("label_balance", term), ("answer_label_one", q_bar)):
+                self._metrics[mode][name].append(float(self.accelerator.gather(value.detach()).mean()))
+            return loss + coef * term.to(loss.dtype)
+
+    return LabelBalanceGRPOTrainer
