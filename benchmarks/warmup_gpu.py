@@ -38,6 +38,7 @@ LEVERS = {
     "graded": ["reward_weights={format: 1.0, graded_correctness: 1.0}"],  # teacher score as the reward
     "wide": ["grpo.per_device_train_batch_size=64", "grpo.num_generations=8"],  # 8 prompts x 8 samples
     "kl": ["grpo.beta=0.04"],  # KL to the base model anchors both labels
+    "balance": ["label_balance=1.0", "grpo.learning_rate=1e-5"],  # restoring term on the label bias only
 }
 
 
