@@ -34,9 +34,37 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BASELINES", "weighted_rewards", "batch_advantages", "expected_baseline", "label_rewards", "grpo_trainer_class"]
+__all__ = ["BASELINES", "distinct_prompts", "left_padded_positions", "log_step_means", "weighted_rewards", "batch_advantages", "expected_baseline", "label_rewards", "grpo_trainer_class"]
 
 BASELINES = ("group", "batch", "expected")
+
+
+def distinct_prompts(prompt_ids: Any, prompt_mask: Any) -> tuple[Any, Any, Any]:
+    """The step's prompts once each (a generation batch repeats each ``num_generations`` times):
+    ``(ids, mask, inverse)``, ``inverse[i]`` the row of completion ``i``'s prompt."""
+    import torch
+
+    unique, inverse = torch.unique(prompt_ids, dim=0, return_inverse=True)
+    rows = [int((inverse == i).nonzero()[0]) for i in range(unique.shape[0])]
+    return unique, prompt_mask[rows], inverse
+
+
+def left_padded_positions(mask: Any) -> Any:
+    """Position ids of left-padded rows, as ``generate()`` gives them (TRL pads prompts on the left).
+
+    >>> import torch
+    >>> left_padded_positions(torch.tensor([[0, 1, 1], [1, 1, 1]]))
+    tensor([[0, 0, 1],
+            [0, 1, 2]])
+    """
+    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def log_step_means(trainer: Any, values: dict[str, Any]) -> None:
+    """Log each tensor's mean over all processes as this step's metric ``name`` (TRL's ``_metrics``)."""
+    mode = "train" if trainer.model.training else "eval"
+    for name, value in values.items():
+        trainer._metrics[mode][name].append(float(trainer.accelerator.gather(value.detach()).mean()))
 
 
 def weighted_rewards(rewards_per_func: Any, weights: Any) -> Any:
@@ -161,14 +189,12 @@ def _expected_trainer(base: Any, label_token_ids: tuple[int, ...]) -> Any:
             and the probability that the answer is exactly that label (the turn ends right after it,
             with the sampling bonus on ending there; 1 when only one token is generated)."""
             gen = self.generation_config
-            unique, inverse = torch.unique(prompt_ids, dim=0, return_inverse=True)
-            mask = prompt_mask[[int((inverse == i).nonzero()[0]) for i in range(unique.shape[0])]]
+            unique, mask, inverse = distinct_prompts(prompt_ids, prompt_mask)
             labels = torch.tensor(label_token_ids, device=unique.device)
             k = len(label_token_ids)
             ids = torch.cat([unique.repeat_interleave(k, dim=0), labels.repeat(unique.shape[0])[:, None]], dim=1)
             att = torch.cat([mask.repeat_interleave(k, dim=0), torch.ones_like(ids[:, :1])], dim=1)
-            positions = (att.long().cumsum(dim=1) - 1).clamp(min=0)  # as generate() with left padding
-            logits = self.model(input_ids=ids, attention_mask=att, position_ids=positions,
+            logits = self.model(input_ids=ids, attention_mask=att, position_ids=left_padded_positions(att),
                                 logits_to_keep=2).logits.float()  # [prompts x labels, 2, vocab]
             first = torch.softmax(logits[::k, 0] / self.temperature, dim=-1)[:, labels]  # [prompts, labels]
             stop = torch.ones_like(first)
@@ -196,11 +222,9 @@ def _expected_trainer(base: Any, label_token_ids: tuple[int, ...]) -> Any:
             # scale_rewards: none)
             advantages = rewards - expected_baseline(exact, answer_rewards, weights)
             output["advantages"] = advantages.to(local.dtype)
-            mode = "train" if self.model.training else "eval"
             one = first[:, LABELS.index(ANSWER_POSITIVE)] / first.sum(dim=1).clamp(min=1e-12)
-            for name, value in (("policy_label_one", one), ("label_mass", first.sum(dim=1)),
-                                ("exact_answer_mass", exact.sum(dim=1))):
-                self._metrics[mode][name].append(float(self.accelerator.gather(value).mean()))
+            log_step_means(self, {"policy_label_one": one, "label_mass": first.sum(dim=1),
+                                  "exact_answer_mass": exact.sum(dim=1)})
             return output
 
     return ExpectedBaselineGRPOTrainer

@@ -58,7 +58,7 @@ def with_label_balance(base: Any, label_token_ids: tuple[int, ...], coef: float)
     """``base`` (a ``trl.GRPOTrainer`` class) whose loss adds ``coef * label_balance_term`` of the
     step's distinct prompts; ``label_token_ids``: the token ids of ``prorank.prompt.LABELS``
     (``0``, ``1``)."""
-    import torch
+    from prorank.train.baseline import distinct_prompts, left_padded_positions, log_step_means
 
     if coef <= 0:
         raise ValueError(f"label_balance must be > 0 to add the term, got {coef}")
@@ -69,17 +69,12 @@ def with_label_balance(base: Any, label_token_ids: tuple[int, ...], coef: float)
     class LabelBalanceGRPOTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            # each prompt once (a generation batch repeats it num_generations times); TRL pads
-            # prompts on the left, so the last position is where the answer's first token is read
-            prompts, first = torch.unique(inputs["prompt_ids"], dim=0, return_inverse=True)
-            rows = [int((first == i).nonzero()[0]) for i in range(prompts.shape[0])]
-            mask = inputs["prompt_mask"][rows]
-            positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
-            logits = model(input_ids=prompts, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+            # each prompt once; left-padded, so the last position is where the answer's first token is read
+            prompts, mask, _ = distinct_prompts(inputs["prompt_ids"], inputs["prompt_mask"])
+            logits = model(input_ids=prompts, attention_mask=mask, position_ids=left_padded_positions(mask),
+                           logits_to_keep=1).logits
             term, q_bar = label_balance_term(logits[:, -1, labels])
-            mode = "train" if self.model.training else "eval"
-            for name, value in (("label_balance", term), ("answer_label_one", q_bar)):
-                self._metrics[mode][name].append(float(self.accelerator.gather(value.detach()).mean()))
+            log_step_means(self, {"label_balance": term, "answer_label_one": q_bar})
             return loss + coef * term.to(loss.dtype)
 
     return LabelBalanceGRPOTrainer
