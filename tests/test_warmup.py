@@ -359,9 +359,9 @@ def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
 def test_doctests_of_pairs_rewards_and_probe():
     import doctest
 
-    from prorank.train import baseline, label_balance, pairs, probe, rewards
+    from prorank.train import answers, baseline, label_balance, pairs, probe, rewards
 
-    for module in (baseline, label_balance, pairs, probe, rewards):
+    for module in (answers, baseline, label_balance, pairs, probe, rewards):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
@@ -454,4 +454,72 @@ def test_label_balance_term_pulls_the_shared_label_bias_back_to_even(label_model
             assert "answer_label_one" not in records[0]
         ends[coef] = _answer_label_one(out / "model", prompts)
     start = _answer_label_one(leaning, prompts)
+    assert abs(ends[20.0] - 0.5) < abs(ends[0.0] - 0.5) and abs(ends[20.0] - 0.5) < abs(start - 0.5)
+
+
+def _exact_label_one(model_dir, prompts):
+    """Mean P(answer is exactly 1) / (P(exactly 0) + P(exactly 1)) of ``prompts`` (unpadded
+    forwards: the label as first token, then any end-of-turn token)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prorank.prompt import PromptBuilder
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    labels = list(PromptBuilder(tok, 128).answer_token_ids)
+    eos = model.generation_config.eos_token_id
+    eos = sorted({tok.eos_token_id, *([eos] if isinstance(eos, int) else eos or [])})
+    shares = []
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = tok(prompt)["input_ids"]
+            first = torch.softmax(model(torch.tensor([ids])).logits[0, -1], dim=-1)[labels]
+            stop = torch.stack([torch.softmax(model(torch.tensor([ids + [a]])).logits[0, -1], dim=-1)[eos].sum()
+                                for a in labels])
+            exact = first * stop
+            shares.append(float(exact[1] / exact.sum()))
+    return sum(shares) / len(shares)
+
+
+def test_label_balance_on_exact_answers_balances_whole_answers(label_model_dir, pairs_file, tmp_path):
+    """label_balance_answer: exact: the logged answer_label_one of step 1 is the untrained model's
+    mean P(exactly 1) / (P(exactly 0) + P(exactly 1)) over that step's prompts (recomputed from
+    unpadded forwards), and for a model whose turn rarely ends after ``1`` (first tokens even,
+    whole answers leaning to ``0``) the exact term brings whole answers closer to 1:1 than no term."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prorank.prompt import PromptBuilder
+    from prorank.train.pairs import read_jsonl_pairs
+
+    with pytest.raises(ValueError, match="label_balance_answer"):
+        WarmupConfig(label_balance=1.0, balanced_batches=True, label_balance_answer="last")
+    stalling = tmp_path / "stalling"  # end of turn after "1" lowered by 4 against after "0"
+    tok = AutoTokenizer.from_pretrained(label_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(label_model_dir, dtype=torch.float32)
+    builder = PromptBuilder(tok, 128)
+    with torch.no_grad():
+        after = {a: torch.stack([model.model(torch.tensor([builder.encode(p.query, p.document).input_ids + [a]]))
+                                 .last_hidden_state[0, -1] for p in read_jsonl_pairs(pairs_file)]).mean(0)
+                 for a in builder.answer_token_ids}
+        d = after[builder.answer_token_ids[1]] - after[builder.answer_token_ids[0]]
+        model.lm_head.weight[tok.eos_token_id] -= 4.0 * d / d.dot(d)
+    model.save_pretrained(stalling)
+    tok.save_pretrained(stalling)
+
+    ends = {}
+    for coef in (0.0, 20.0):
+        out = tmp_path / f"run{coef:g}"
+        cfg = _cfg(stalling, pairs_file, out, per_device_train_batch_size=8, max_steps=4, learning_rate=3e-4)
+        cfg.balanced_batches, cfg.baseline = True, "batch"
+        cfg.label_balance, cfg.label_balance_answer = coef, "exact"
+        main(cfg)
+        prompts = [builder.encode(p.query, p.document).text for p in read_jsonl_pairs(out / "pairs.jsonl")]
+        if coef:
+            first = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+            assert first["answer_label_one"] == pytest.approx(_exact_label_one(stalling, prompts[:2]), abs=1e-4)
+        ends[coef] = _exact_label_one(out / "model", prompts)
+    start = _exact_label_one(stalling, prompts)
+    assert start < 0.3, start  # the construction: whole answers lean to 0
     assert abs(ends[20.0] - 0.5) < abs(ends[0.0] - 0.5) and abs(ends[20.0] - 0.5) < abs(start - 0.5)

@@ -34,30 +34,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BASELINES", "distinct_prompts", "left_padded_positions", "log_step_means", "weighted_rewards", "batch_advantages", "expected_baseline", "label_rewards", "grpo_trainer_class"]
+__all__ = ["BASELINES", "log_step_means", "weighted_rewards", "batch_advantages", "expected_baseline", "label_rewards", "grpo_trainer_class"]
 
 BASELINES = ("group", "batch", "expected")
-
-
-def distinct_prompts(prompt_ids: Any, prompt_mask: Any) -> tuple[Any, Any, Any]:
-    """The step's prompts once each (a generation batch repeats each ``num_generations`` times):
-    ``(ids, mask, inverse)``, ``inverse[i]`` the row of completion ``i``'s prompt."""
-    import torch
-
-    unique, inverse = torch.unique(prompt_ids, dim=0, return_inverse=True)
-    rows = [int((inverse == i).nonzero()[0]) for i in range(unique.shape[0])]
-    return unique, prompt_mask[rows], inverse
-
-
-def left_padded_positions(mask: Any) -> Any:
-    """Position ids of left-padded rows, as ``generate()`` gives them (TRL pads prompts on the left).
-
-    >>> import torch
-    >>> left_padded_positions(torch.tensor([[0, 1, 1], [1, 1, 1]]))
-    tensor([[0, 0, 1],
-            [0, 1, 2]])
-    """
-    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
 def log_step_means(trainer: Any, values: dict[str, Any]) -> None:
@@ -181,6 +160,7 @@ def _expected_trainer(base: Any, label_token_ids: tuple[int, ...]) -> Any:
     import torch
 
     from prorank.prompt import ANSWER_POSITIVE, LABELS
+    from prorank.train.answers import distinct_prompts, eos_token_ids, label_answer_logprobs
 
     class ExpectedBaselineGRPOTrainer(base):
         @torch.no_grad()
@@ -190,23 +170,10 @@ def _expected_trainer(base: Any, label_token_ids: tuple[int, ...]) -> Any:
             with the sampling bonus on ending there; 1 when only one token is generated)."""
             gen = self.generation_config
             unique, mask, inverse = distinct_prompts(prompt_ids, prompt_mask)
-            labels = torch.tensor(label_token_ids, device=unique.device)
-            k = len(label_token_ids)
-            ids = torch.cat([unique.repeat_interleave(k, dim=0), labels.repeat(unique.shape[0])[:, None]], dim=1)
-            att = torch.cat([mask.repeat_interleave(k, dim=0), torch.ones_like(ids[:, :1])], dim=1)
-            logits = self.model(input_ids=ids, attention_mask=att, position_ids=left_padded_positions(att),
-                                logits_to_keep=2).logits.float()  # [prompts x labels, 2, vocab]
-            first = torch.softmax(logits[::k, 0] / self.temperature, dim=-1)[:, labels]  # [prompts, labels]
-            stop = torch.ones_like(first)
-            if (gen.max_new_tokens or 1) > 1:
-                eos = gen.eos_token_id if gen.eos_token_id is not None else self.processing_class.eos_token_id
-                eos = [eos] if isinstance(eos, int) else list(eos)
-                after = logits[:, 1].clone()
-                for tokens, bias in (gen.sequence_bias or []):  # [[label, eos], bias] pairs
-                    if len(tokens) == 2 and tokens[0] in label_token_ids:
-                        after[list(label_token_ids).index(tokens[0])::k, tokens[1]] += bias
-                stop = torch.softmax(after / self.temperature, dim=-1)[:, eos].sum(dim=-1).view(-1, k)
-            return first[inverse], (first * stop)[inverse]
+            eos = eos_token_ids(gen, self.processing_class) if (gen.max_new_tokens or 1) > 1 else []
+            first, exact = label_answer_logprobs(self.model, unique, mask, label_token_ids, eos, self.temperature,
+                                                 gen.sequence_bias)
+            return first.exp()[inverse], exact.exp()[inverse]
 
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)

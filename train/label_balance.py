@@ -20,21 +20,30 @@ of every prompt's label logit difference is ``q_bar - 1/2`` (at most 1/2 in size
 mean-reverting pull on exactly the direction in which the policy gradient is flat. It needs
 ``balanced_batches`` (as many relevant as non-relevant prompts per step: 1:1 is then right).
 
+With ``label_balance_answer: exact`` the pair is the probability of each *exact* answer instead
+(the label, then the end of the turn: ``train/answers.py``), so ``q = P(answer is 1) / (P(answer
+is 0) + P(answer is 1))``. The first-token pair leaves one way to drift open: a label can keep its
+first-token share while the turn stops ending after it, so answers of that label become malformed
+and the well-formed ones all carry the other label (run v19 in the README); the exact pair closes
+it. Both use the model's own logits (temperature 1, no sampling bonus): what greedy answers see.
+
 ``loss = GRPO loss + label_balance * term``, one extra forward/backward over the step's distinct
-prompts (one position each). Logged: ``label_balance`` (the term) and ``answer_label_one``
-(``q_bar``).
+prompts (first token: one row each, one position; exact: one row per prompt and label, two
+positions). Logged: ``label_balance`` (the term) and ``answer_label_one`` (``q_bar``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["label_balance_term", "with_label_balance"]
+__all__ = ["LABEL_BALANCE_ANSWERS", "label_balance_term", "with_label_balance"]
+
+LABEL_BALANCE_ANSWERS = ("first_token", "exact")
 
 
 def label_balance_term(label_logits: Any) -> tuple[Any, Any]:
-    """The term and ``q_bar`` from ``label_logits`` ``[prompts, 2]``: each prompt's logits of
-    the labels ``0`` and ``1`` at the answer position (differentiable).
+    """The term and ``q_bar`` from ``label_logits`` ``[prompts, 2]``: each prompt's logits (or
+    log-probabilities) of the labels ``0`` and ``1`` as its answer (differentiable).
 
     >>> import torch
     >>> term, q = label_balance_term(torch.tensor([[0., 2.], [2., 0.]]))  # one says 1, one says 0
@@ -54,16 +63,20 @@ def label_balance_term(label_logits: Any) -> tuple[Any, Any]:
     return term, q_bar
 
 
-def with_label_balance(base: Any, label_token_ids: tuple[int, ...], coef: float) -> Any:
+def with_label_balance(base: Any, label_token_ids: tuple[int, ...], coef: float, answer: str = "first_token") -> Any:
     """``base`` (a ``trl.GRPOTrainer`` class) whose loss adds ``coef * label_balance_term`` of the
     step's distinct prompts; ``label_token_ids``: the token ids of ``prorank.prompt.LABELS``
-    (``0``, ``1``)."""
-    from prorank.train.baseline import distinct_prompts, left_padded_positions, log_step_means
+    (``0``, ``1``); ``answer``: ``first_token`` (the labels' logits at the answer position) or
+    ``exact`` (each label followed by the end of the turn)."""
+    from prorank.train.answers import distinct_prompts, eos_token_ids, label_answer_logprobs, left_padded_positions
+    from prorank.train.baseline import log_step_means
 
     if coef <= 0:
         raise ValueError(f"label_balance must be > 0 to add the term, got {coef}")
     if len(label_token_ids) != 2:
         raise ValueError(f"label_balance needs the two label token ids, got {label_token_ids}")
+    if answer not in LABEL_BALANCE_ANSWERS:
+        raise ValueError(f"label_balance_answer must be one of {LABEL_BALANCE_ANSWERS}, got {answer!r}")
     labels = list(label_token_ids)
 
     class LabelBalanceGRPOTrainer(base):
@@ -71,9 +84,13 @@ def with_label_balance(base: Any, label_token_ids: tuple[int, ...], coef: float)
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             # each prompt once; left-padded, so the last position is where the answer's first token is read
             prompts, mask, _ = distinct_prompts(inputs["prompt_ids"], inputs["prompt_mask"])
-            logits = model(input_ids=prompts, attention_mask=mask, position_ids=left_padded_positions(mask),
-                           logits_to_keep=1).logits
-            term, q_bar = label_balance_term(logits[:, -1, labels])
+            if answer == "exact":
+                _, pair = label_answer_logprobs(model, prompts, mask, tuple(labels),
+                                                eos_token_ids(self.generation_config, self.processing_class))
+            else:
+                pair = model(input_ids=prompts, attention_mask=mask, position_ids=left_padded_positions(mask),
+                             logits_to_keep=1).logits[:, -1, labels]
+            term, q_bar = label_balance_term(pair)
             log_step_means(self, {"label_balance": term, "answer_label_one": q_bar})
             return loss + coef * term.to(loss.dtype)
 

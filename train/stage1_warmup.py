@@ -92,6 +92,9 @@ class WarmupConfig:
     # weight of a restoring term on the label bias (prorank.train.label_balance): KL of the step's
     # mean p(1) / (p(0) + p(1)) at the answer position from 1/2; 0 = off; needs balanced_batches
     label_balance: float = 0.0
+    # what the term balances: "first_token" (the labels' logits at the answer position) or "exact"
+    # (each label followed by the end of the turn, so a label cannot drift into a malformed answer)
+    label_balance_answer: str = "first_token"
     # --- rewards: name (prorank.train.rewards.REWARDS) -> weight, handed to GRPOConfig.reward_weights
     reward_weights: dict = field(default_factory=lambda: {"format": 1.0, "correctness": 1.0})
     # teacher scores for graded_correctness: the stage-2 teacher (prorank.teacher: this dense
@@ -163,6 +166,11 @@ class WarmupConfig:
         if self.label_balance < 0 or (self.label_balance and not self.balanced_batches):
             raise ValueError(f"label_balance must be >= 0 and, when set, needs balanced_batches: true (its "
                              f"target, half the answers 1, holds for balanced batches); got {self.label_balance}")
+        from prorank.train.label_balance import LABEL_BALANCE_ANSWERS
+
+        if self.label_balance_answer not in LABEL_BALANCE_ANSWERS:
+            raise ValueError(f"label_balance_answer must be one of {LABEL_BALANCE_ANSWERS}, "
+                             f"got {self.label_balance_answer!r}")
         if self.balanced_batches and self.grpo.get("shuffle_dataset"):
             raise ValueError("balanced_batches reads the pairs in their balanced order: "
                              "grpo.shuffle_dataset must stay false")
@@ -436,7 +444,8 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
 
     trainer_class = grpo_trainer_class(cfg.baseline, builder.answer_token_ids)
     if cfg.label_balance:
-        trainer_class = with_label_balance(trainer_class, builder.answer_token_ids, cfg.label_balance)
+        trainer_class = with_label_balance(trainer_class, builder.answer_token_ids, cfg.label_balance,
+                                           cfg.label_balance_answer)
     trainer = trainer_class(
         model=model_path,
         reward_funcs=reward_funcs,
