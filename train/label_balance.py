@@ -34,6 +34,7 @@ positions). Logged: ``label_balance`` (the term) and ``answer_label_one`` (``q_b
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = ["LABEL_BALANCE_ANSWERS", "label_balance_term", "with_label_balance"]
@@ -47,20 +48,25 @@ def label_balance_term(label_logits: Any) -> tuple[Any, Any]:
 
     >>> import torch
     >>> term, q = label_balance_term(torch.tensor([[0., 2.], [2., 0.]]))  # one says 1, one says 0
-    >>> round(float(term), 6), round(float(q), 6)
-    (0.0, 0.5)
+    >>> abs(float(term)) < 1e-6, round(float(q), 6)
+    (True, 0.5)
     >>> term, q = label_balance_term(torch.tensor([[0., 2.], [0., 2.]]))  # both say 1
     >>> round(float(term), 4), round(float(q), 4)
     (0.4338, 0.8808)
+    >>> logits = torch.tensor([[0., 60.]], requires_grad=True)  # saturated on 1: still pulled back
+    >>> torch.autograd.grad(label_balance_term(logits)[0], logits)[0]
+    tensor([[-0.5000,  0.5000]])
     """
     import torch
 
     if label_logits.dim() != 2 or label_logits.shape[1] != 2:
         raise ValueError(f"label_logits must be [prompts, 2] (labels 0, 1), got {tuple(label_logits.shape)}")
-    q_bar = torch.softmax(label_logits.float(), dim=-1)[:, 1].mean()
-    eps = 1e-6
-    term = -0.5 * torch.log(4.0 * q_bar.clamp(eps, 1 - eps) * (1.0 - q_bar).clamp(eps, 1 - eps))
-    return term, q_bar
+    # in log space, so the pull never vanishes: at q_bar -> 1 (or 0) its gradient on a shared shift
+    # of the logit difference stays q_bar - 1/2 (a clamp on q_bar would zero it exactly there)
+    log_q = torch.log_softmax(label_logits.float(), dim=-1)  # [prompts, (log(1 - q), log q)]
+    log_mean = torch.logsumexp(log_q, dim=0) - math.log(log_q.shape[0])  # log(1 - q_bar), log(q_bar)
+    term = -0.5 * (math.log(4.0) + log_mean.sum())
+    return term, log_mean[1].exp()
 
 
 def with_label_balance(base: Any, label_token_ids: tuple[int, ...], coef: float, answer: str = "first_token") -> Any:
