@@ -48,7 +48,7 @@ def summarise(run_dir: Path, tail: int = 10) -> dict[str, Any]:
     return {
         "run": portable_path(run_dir),
         "steps": steps[-1]["step"],
-        "settings": {k: config.get(k) for k in ("balanced_batches", "baseline", "label_balance") if k in config}
+        "settings": {k: config.get(k) for k in ("balanced_batches", "baseline", "label_balance", "label_balance_answer") if k in config}
         | {k: config.get("grpo", {}).get(k) for k in ("num_generations", "per_device_train_batch_size",
                                                          "scale_rewards", "entropy_coef", "learning_rate",
                                                          "lr_scheduler_type", "warmup_steps")
@@ -77,8 +77,11 @@ def heldout(path: Path) -> dict[str, Any] | None:
     m, answered = models["warmup"], models["warmup"]["answered"]
     pairs = sum(answered.values())
     aucs = {name: None if r.get("score_auc") is None else round(r["score_auc"], 4) for name, r in models.items()}
+    stds = {name: None if r.get("score_std") is None else round(r["score_std"], 4) for name, r in models.items()}
     return {"pairs": pairs, "format_rate": m["format_rate"], "accuracy": m["accuracy"], "score_auc": aucs["warmup"],
-            "label_one_share": round(answered.get("1", 0) / pairs, 4), "zero_shot_auc": aucs.get("zero-shot")}
+            "label_one_share": round(answered.get("1", 0) / pairs, 4), "zero_shot_auc": aucs.get("zero-shot"),
+            # the scores' spread across the pairs (absent from reports made before it was measured)
+            "score_std": stds["warmup"], "zero_shot_score_std": stds.get("zero-shot")}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import statistics
 
 import pytest
 
@@ -30,6 +31,8 @@ def test_answer_metrics_by_hand():
     assert m["answered"] == {"1": 2, "0": 2, "malformed": 2}
     # positives 2, -1, 1 vs negatives 0.5, -3, 0: 7 of 9 pairs ordered right
     assert m["score_auc"] == pytest.approx(7 / 9)
+    assert m["score_std"] == pytest.approx(statistics.pstdev(scores))  # mean -0.0833
+    assert answer_metrics(completions, [0.7] * 6, labels)["score_std"] == pytest.approx(0.0, abs=1e-12)  # one answer for all
 
 
 def test_roc_auc_edge_cases():

@@ -181,7 +181,7 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     assert [r["step"] for r in records] == [1, 2]
     for r in records:
         assert 0.0 <= r["label_one_rate"] <= 1.0 and 0.0 <= r["frac_reward_zero_std"] <= 1.0
-        assert 0.0 <= r["probe_auc"] <= 1.0 and 0.0 <= r["probe_label_one"] <= 1.0
+        assert 0.0 <= r["probe_auc"] <= 1.0 and 0.0 <= r["probe_label_one"] <= 1.0 and r["probe_score_std"] >= 0.0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"]["order"] == "balanced"
 
@@ -205,6 +205,7 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     assert held["pairs"] == 4 and held["format_rate"] == warm["format_rate"]
     assert held["label_one_share"] == round(warm["answered"]["1"] / 4, 4)
     assert held["score_auc"] == round(warm["score_auc"], 4) and held["zero_shot_auc"] is not None
+    assert held["score_std"] == round(warm["score_std"], 4) and held["zero_shot_score_std"] > 0
 
     # --keep: rows of runs no longer on disk stay; a named run is added or replaced
     import warmup_levers

@@ -18,6 +18,7 @@ For each model (typically the base model, then the warmed-up checkpoint):
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any, Sequence
 from prorank.config import to_dict
 from prorank.options import RerankerOptions
 
-__all__ = ["HeldoutConfig", "heldout_pairs", "generate_answers", "roc_auc", "answer_metrics", "main"]
+__all__ = ["HeldoutConfig", "heldout_pairs", "generate_answers", "roc_auc", "score_std", "answer_metrics", "main"]
 
 RESULT_FORMAT = "prorank-warmup-heldout-v1"
 
@@ -113,9 +114,24 @@ def generate_answers(reranker: Any, pairs: Sequence[Any], max_new_tokens: int, b
     return texts, firsts, scores
 
 
+def score_std(scores: Sequence[float]) -> float:
+    """Population standard deviation of the scores (logit units): how much the answer depends on
+    the pair; 0 for a model that gives every pair the same score.
+
+    >>> score_std([1.0, 3.0])
+    1.0
+    """
+    n = len(scores)
+    if not n:
+        raise ValueError("score_std: no scores")
+    mean = sum(scores) / n
+    return math.sqrt(sum((s - mean) ** 2 for s in scores) / n)
+
+
 def answer_metrics(completions: Sequence[str], scores: Sequence[float], labels: Sequence[str],
                    first_tokens: Sequence[str] | None = None) -> dict[str, Any]:
-    """Format rate, accuracy (malformed = wrong), accuracy among well-formed answers, AUC.
+    """Format rate, accuracy (malformed = wrong), accuracy among well-formed answers, AUC and the
+    scores' spread (``score_std``).
 
     ``format_rate``/``accuracy`` judge the whole greedy completion (exactly one label, then the
     end of the turn). With ``first_tokens``, ``answer_token_format_rate``/``answer_token_accuracy``
@@ -139,6 +155,7 @@ def answer_metrics(completions: Sequence[str], scores: Sequence[float], labels: 
             "answer_token_accuracy": sum(1 for p, y in zip(first, labels) if p == y) / n if n else 0.0,
         }),
         "score_auc": roc_auc(scores, labels),
+        "score_std": score_std(scores) if n else None,
         "top_completions": [[text, count] for text, count in Counter(c.strip() for c in completions).most_common(5)],
     }
 

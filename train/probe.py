@@ -8,7 +8,10 @@ step gets:
 * ``probe_auc``: ROC AUC of the scores against the labels (0.5 = chance);
 * ``probe_label_one``: share of pairs whose greedy answer would be ``1`` (score > 0): a policy
   that collapsed onto one label shows 0 or 1 here, whatever its AUC;
-* ``probe_accuracy``: share whose greedy label is the gold one.
+* ``probe_accuracy``: share whose greedy label is the gold one;
+* ``probe_score_std``: the scores' standard deviation across the pairs (logit units): how much
+  the answer depends on the pair at all. A policy that learnt one answer for every prompt shows
+  a small spread whatever its label shares (zero-shot SmolLM2: ~0.6 on the held-out pairs).
 
 The pairs come from a split the warmup does not train on (``ProbeConfig.split``), positives from
 the qrels and as many BM25 negatives (``prorank.train.pairs.beir_pairs``); pick a dev split, never
@@ -66,18 +69,20 @@ def probe_pairs(cfg: ProbeConfig, data_dir: str | None, seed: int) -> list[Any]:
 
 
 def probe_metrics(scores: Sequence[float], labels: Sequence[str]) -> dict[str, float]:
-    """``probe_auc``, ``probe_label_one`` and ``probe_accuracy`` of scores against "0"/"1" labels.
+    """``probe_auc``, ``probe_label_one``, ``probe_accuracy`` and ``probe_score_std`` of scores
+    against "0"/"1" labels.
 
     >>> probe_metrics([2.0, -1.0, 0.5, -3.0], ["1", "0", "0", "0"])
-    {'probe_auc': 1.0, 'probe_label_one': 0.5, 'probe_accuracy': 0.75}
+    {'probe_auc': 1.0, 'probe_label_one': 0.5, 'probe_accuracy': 0.75, 'probe_score_std': 1.8498}
     """
-    from prorank.train.heldout import roc_auc
+    from prorank.train.heldout import roc_auc, score_std
 
     said = ["1" if s > 0 else "0" for s in scores]
     auc = roc_auc(scores, labels)
     return {"probe_auc": float("nan") if auc is None else round(auc, 4),
             "probe_label_one": round(said.count("1") / len(said), 4),
-            "probe_accuracy": round(sum(a == b for a, b in zip(said, labels)) / len(said), 4)}
+            "probe_accuracy": round(sum(a == b for a, b in zip(said, labels)) / len(said), 4),
+            "probe_score_std": round(score_std(scores), 4)}
 
 
 def probe_callback(cfg: ProbeConfig, pairs: Sequence[Any], builder: Any, instruction: str | None = None) -> Any:

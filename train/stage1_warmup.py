@@ -51,7 +51,7 @@ METRIC_ALIASES = {
     "label_one_rate": "rewards/label_one_reward/mean",  # share of sampled answers saying 1
 }
 LOG_KEYS = ("reward", "format_rate", "accuracy", "label_one_rate", "frac_reward_zero_std", "probe_auc",
-            "probe_label_one", "policy_label_one", "label_mass", "exact_answer_mass", "label_balance",
+            "probe_label_one", "probe_score_std", "policy_label_one", "label_mass", "exact_answer_mass", "label_balance",
             "answer_label_one", "loss", "completions/mean_length",
             "end_of_answer_bias")
 
