@@ -440,22 +440,38 @@ def test_label_balance_term_pulls_the_shared_label_bias_back_to_even(label_model
     model.save_pretrained(leaning)
     tok.save_pretrained(leaning)
 
+    _assert_the_term_pulls_back_to_even(leaning, pairs_file, tmp_path, "first_token", _answer_label_one)
+
+
+def _assert_the_term_pulls_back_to_even(model_dir, pairs_file, tmp_path, answer, share):
+    """Four steps of ``model_dir`` without the term and with ``label_balance: 20`` on ``answer``
+    (balanced batches, batch baseline): step 1's logged answer_label_one is ``share`` of that
+    step's two prompts before training, and the run with the term ends closer to 1:1 (``share``
+    over all prompts) than the start and than the run without it."""
+    from transformers import AutoTokenizer
+
+    from prorank.prompt import PromptBuilder
+    from prorank.train.pairs import read_jsonl_pairs
+
+    builder = PromptBuilder(AutoTokenizer.from_pretrained(model_dir), 128)
     ends = {}
     for coef in (0.0, 20.0):
-        out = tmp_path / f"run{coef:g}"
-        cfg = _cfg(leaning, pairs_file, out, per_device_train_batch_size=8, max_steps=4, learning_rate=3e-4)
-        cfg.balanced_batches, cfg.baseline, cfg.label_balance = True, "batch", coef
+        out = tmp_path / f"run-{answer}-{coef:g}"
+        cfg = _cfg(model_dir, pairs_file, out, per_device_train_batch_size=8, max_steps=4, learning_rate=3e-4)
+        cfg.balanced_batches, cfg.baseline = True, "batch"
+        cfg.label_balance, cfg.label_balance_answer = coef, answer
         main(cfg)
         prompts = [builder.encode(p.query, p.document).text for p in read_jsonl_pairs(out / "pairs.jsonl")]
         records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         if coef:
-            assert records[0]["answer_label_one"] == pytest.approx(_answer_label_one(leaning, prompts[:2]), abs=1e-4)
+            assert records[0]["answer_label_one"] == pytest.approx(share(model_dir, prompts[:2]), abs=1e-4)
             assert all(r["label_balance"] >= 0.0 for r in records)
         else:
             assert "answer_label_one" not in records[0]
-        ends[coef] = _answer_label_one(out / "model", prompts)
-    start = _answer_label_one(leaning, prompts)
-    assert abs(ends[20.0] - 0.5) < abs(ends[0.0] - 0.5) and abs(ends[20.0] - 0.5) < abs(start - 0.5)
+        ends[coef] = share(out / "model", prompts)
+    start = share(model_dir, prompts)
+    assert abs(ends[20.0] - 0.5) < abs(ends[0.0] - 0.5) and abs(ends[20.0] - 0.5) < abs(start - 0.5), (start, ends)
+    return start
 
 
 def _exact_label_one(model_dir, prompts):
@@ -509,18 +525,5 @@ def test_label_balance_on_exact_answers_balances_whole_answers(label_model_dir, 
     model.save_pretrained(stalling)
     tok.save_pretrained(stalling)
 
-    ends = {}
-    for coef in (0.0, 20.0):
-        out = tmp_path / f"run{coef:g}"
-        cfg = _cfg(stalling, pairs_file, out, per_device_train_batch_size=8, max_steps=4, learning_rate=3e-4)
-        cfg.balanced_batches, cfg.baseline = True, "batch"
-        cfg.label_balance, cfg.label_balance_answer = coef, "exact"
-        main(cfg)
-        prompts = [builder.encode(p.query, p.document).text for p in read_jsonl_pairs(out / "pairs.jsonl")]
-        if coef:
-            first = json.loads((out / "log.jsonl").read_text().splitlines()[0])
-            assert first["answer_label_one"] == pytest.approx(_exact_label_one(stalling, prompts[:2]), abs=1e-4)
-        ends[coef] = _exact_label_one(out / "model", prompts)
-    start = _exact_label_one(stalling, prompts)
+    start = _assert_the_term_pulls_back_to_even(stalling, pairs_file, tmp_path, "exact", _exact_label_one)
     assert start < 0.3, start  # the construction: whole answers lean to 0
-    assert abs(ends[20.0] - 0.5) < abs(ends[0.0] - 0.5) and abs(ends[20.0] - 0.5) < abs(start - 0.5)
