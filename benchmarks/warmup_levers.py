@@ -76,8 +76,11 @@ def heldout(path: Path) -> dict[str, Any] | None:
         raise ValueError(f"{path}: no 'warmup' model in the held-out report")
     m, answered = models["warmup"], models["warmup"]["answered"]
     pairs = sum(answered.values())
-    aucs = {name: None if r.get("score_auc") is None else round(r["score_auc"], 4) for name, r in models.items()}
-    stds = {name: None if r.get("score_std") is None else round(r["score_std"], 4) for name, r in models.items()}
+
+    def column(key: str) -> dict[str, float | None]:  # each model's value, rounded; None where absent
+        return {name: None if r.get(key) is None else round(r[key], 4) for name, r in models.items()}
+
+    aucs, stds = column("score_auc"), column("score_std")
     return {"pairs": pairs, "format_rate": m["format_rate"], "accuracy": m["accuracy"], "score_auc": aucs["warmup"],
             "label_one_share": round(answered.get("1", 0) / pairs, 4), "zero_shot_auc": aucs.get("zero-shot"),
             # the scores' spread across the pairs (absent from reports made before it was measured)

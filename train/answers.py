@@ -69,10 +69,9 @@ def label_answer_logprobs(model: Any, prompts: Any, mask: Any, label_token_ids: 
     first = torch.log_softmax(logits[::k, 0], dim=-1)[:, labels]  # [prompts, labels]
     if not eos_ids:
         return first, first
-    after = logits[:, 1]
-    bias = torch.zeros_like(after)
+    after = logits[:, 1].clone()
     for tokens, value in (sequence_bias or []):
         if len(tokens) == 2 and tokens[0] in label_token_ids:
-            bias[list(label_token_ids).index(tokens[0])::k, tokens[1]] += value / temperature
-    stop = torch.logsumexp(torch.log_softmax(after + bias, dim=-1)[:, eos_ids], dim=-1).view(-1, k)
+            after[list(label_token_ids).index(tokens[0])::k, tokens[1]] += value / temperature
+    stop = torch.logsumexp(torch.log_softmax(after, dim=-1)[:, eos_ids], dim=-1).view(-1, k)
     return first, first + stop

@@ -18,7 +18,7 @@ For each model (typically the base model, then the warmed-up checkpoint):
 
 from __future__ import annotations
 
-import math
+import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -121,11 +121,9 @@ def score_std(scores: Sequence[float]) -> float:
     >>> score_std([1.0, 3.0])
     1.0
     """
-    n = len(scores)
-    if not n:
+    if not len(scores):
         raise ValueError("score_std: no scores")
-    mean = sum(scores) / n
-    return math.sqrt(sum((s - mean) ** 2 for s in scores) / n)
+    return statistics.pstdev(scores)
 
 
 def answer_metrics(completions: Sequence[str], scores: Sequence[float], labels: Sequence[str],
