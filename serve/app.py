@@ -128,13 +128,15 @@ def stop(cfg: ServeConfig) -> None:
     """Shut Serve and the local Ray down; on a shared cluster only delete this application."""
     import ray
 
+    from prorank.retrieval.java import shutdown_ray_beside_jvm
+
     try:
         if cfg.ray_address:
             serve.delete(cfg.app_name)
         else:
             serve.shutdown()
     finally:
-        ray.shutdown()
+        shutdown_ray_beside_jvm(ray.shutdown)
 
 
 def main(cfg: ServeConfig) -> int:

@@ -15,6 +15,16 @@ os.environ.setdefault("PRORANK_DATA_DIR", str(DATA_DIR))
 SMOLLM2 = "smollm2-135m-instruct"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """pytest's faulthandler, switched off before this runs, puts back the SIGSEGV handler from
+    before the session (the default action) over the JVM's; the JVM's threads still run until the
+    process exits, and their next trap would kill it after the summary. Put the JVM's back."""
+    from prorank.retrieval import jvm_signals
+
+    jvm_signals.restore()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "scifact" / "corpus.jsonl").is_file():

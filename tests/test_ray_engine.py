@@ -28,12 +28,14 @@ def cached_scores(path) -> dict[tuple[str, str, str], float]:
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
+    from prorank.retrieval.java import init_ray_beside_jvm, shutdown_ray_beside_jvm
+
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        init_ray_beside_jvm(ray.init, num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     if started:
-        ray.shutdown()
+        shutdown_ray_beside_jvm(ray.shutdown)  # a later test's BM25 runs on this process's JVM
 
 
 def test_engine_options_are_checked_before_any_model_is_loaded(tmp_path, capsys):

@@ -116,7 +116,9 @@ class RayScoring:
         if self.started_ray:
             import ray
 
-            ray.shutdown()
+            from prorank.retrieval.java import shutdown_ray_beside_jvm
+
+            shutdown_ray_beside_jvm(ray.shutdown)
 
 
 def connect(cfg: Any) -> RayScoring:
@@ -127,7 +129,7 @@ def connect(cfg: Any) -> RayScoring:
         raise ValueError("engine: 'ray' needs Ray Data: pip install 'ray[data]'") from None
     started = False
     if not ray.is_initialized():
-        from prorank.retrieval.java import init_ray_beside_jvm
+        from prorank.retrieval.java import init_ray_beside_jvm, shutdown_ray_beside_jvm
 
         init_ray_beside_jvm(ray.init, address=cfg.address, include_dashboard=False, log_to_driver=False)
         started = True
@@ -139,7 +141,7 @@ def connect(cfg: Any) -> RayScoring:
         info = ray.get(probe.remote(cfg))
     except BaseException:
         if started:
-            ray.shutdown()
+            shutdown_ray_beside_jvm(ray.shutdown)
         raise
     resources = ray.cluster_resources()
     cluster = {"address": cfg.address or "local", "nodes": len([n for n in ray.nodes() if n.get("Alive")]),

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from prorank.retrieval import jvm_signals
+
 _LOCK = threading.Lock()
 _STARTED = False
 _KEEP: list[Any] = []  # Java objects that must stay referenced (logger configuration)
@@ -70,9 +72,11 @@ def _quiet_logging() -> None:
 
 
 def ensure_jvm(quiet: bool = True) -> None:
-    """Start the JVM with Java 21 and the Anserini jar once per process; later calls return."""
+    """Start the JVM with Java 21 and the Anserini jar once per process; later calls put back
+    HotSpot's signal handlers if something replaced them (``jvm_signals``) and return."""
     global _STARTED
     if _STARTED:
+        jvm_signals.restore()  # in case code not of this package (ray.shutdown()) replaced them
         return
     with _LOCK:
         if _STARTED:
@@ -87,10 +91,19 @@ def ensure_jvm(quiet: bool = True) -> None:
             os.environ["JAVA_HOME"] = str(home)
             # HotSpot handles SIGSEGV itself (safepoint polls, implicit null checks). A Ray driver
             # started later in this process would put its failure signal handler on top and turn
-            # those into crashes; keep Ray's hands off (inherited by the workers it starts).
+            # those into crashes; keep Ray's hands off (inherited by the workers it starts; read
+            # at `import ray`, so jvm_signals.restore() covers an earlier import).
             os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
             jnius_config.add_classpath(str(jar))  # (get_classpath() would start the JVM)
+            # -Xrs: SIGINT, SIGTERM, SIGHUP and SIGQUIT stay Python's. Without it HotSpot takes them
+            # and Ctrl-C ends the process at once (exit 130) instead of raising KeyboardInterrupt.
+            jnius_config.add_options("-Xrs")
+            before = jvm_signals.snapshot()
             import jnius  # noqa: F401  (starts the JVM)
+
+            jvm_signals.record(before)
+        else:
+            jvm_signals.record(None)
         from jnius import JavaException, autoclass
 
         try:
@@ -120,7 +133,18 @@ def init_ray_beside_jvm(init: Any, **options: Any) -> Any:
     result = init(**options)
     if _STARTED and not was_enabled and faulthandler.is_enabled():
         faulthandler.disable()
+    jvm_signals.restore()  # Ray's own failure handler, when `import ray` came before the JVM
     return result
+
+
+def shutdown_ray_beside_jvm(shutdown: Any) -> None:
+    """``shutdown()`` (``ray.shutdown``) without breaking a JVM running in this process: Ray's
+    driver resets SIGSEGV, SIGILL and SIGFPE to the default action on the way out, which turns
+    HotSpot's next implicit null check into a segmentation fault; its handlers are put back."""
+    try:
+        shutdown()
+    finally:
+        jvm_signals.restore()
 
 
 def java_class(name: str) -> Any:

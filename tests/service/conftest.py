@@ -15,6 +15,7 @@ test of this folder.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -79,13 +80,13 @@ def service(tiny_model_dir, cranfield_index):
         **tiny, model_name="tiny-slow", app_name="slow", route_prefix="/slow",
         reranker={"max_length": 512, "streams": 1}, num_threads=1, max_batch_size=2000, max_documents=2000, request_timeout_s=3,
     )
-    from prorank.retrieval import ensure_jvm
+    from prorank.retrieval import ensure_jvm, jvm_signals
+    from prorank.retrieval.java import shutdown_ray_beside_jvm
 
     ensure_jvm()  # this process runs Lucene too (the BM25 checks)
-    segv_handler = _sigsegv_handler()  # the JVM's SIGSEGV handler
+    jvm = jvm_signals.snapshot()[signal.SIGSEGV]  # the JVM's SIGSEGV handler
     init_ray(main_cfg, num_cpus=2, log_to_driver=False)
-    # Ray's driver must not replace it (prorank.retrieval.java sets RAY_DISABLE_FAILURE_SIGNAL_HANDLER)
-    assert _sigsegv_handler() == segv_handler
+    assert jvm_signals.snapshot()[signal.SIGSEGV][:8] == jvm[:8]  # Ray's driver must not replace it
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         for cfg in (main_cfg, strict_cfg, slow_cfg):
@@ -94,27 +95,13 @@ def service(tiny_model_dir, cranfield_index):
                "slow": slow_cfg}
     finally:
         serve.shutdown()
-        ray.shutdown()
+        shutdown_ray_beside_jvm(ray.shutdown)
         os.environ.pop(API_KEY_ENV, None)
     deadline = time.time() + 30
     while psutil.Process().children(recursive=True) and time.time() < deadline:
         time.sleep(0.5)
     stray = [p.name() for p in psutil.Process().children(recursive=True)]
     assert not stray, f"processes left after shutdown: {stray}"
-
-
-def _sigsegv_handler() -> int | None:
-    """Address of this process's C-level SIGSEGV handler (sigaction query)."""
-    import ctypes
-    import signal
-
-    class SigAction(ctypes.Structure):
-        _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
-                    ("restorer", ctypes.c_void_p)]
-
-    old = SigAction()
-    ctypes.CDLL(None).sigaction(signal.SIGSEGV, None, ctypes.byref(old))
-    return old.handler
 
 
 @pytest.fixture
