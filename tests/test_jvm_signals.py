@@ -24,8 +24,7 @@ RAY_THEN_BM25 = textwrap.dedent("""
     from prorank.retrieval.java import init_ray_beside_jvm, shutdown_ray_beside_jvm
 
     def handlers():  # the handler address of each signal the JVM traps
-        now = jvm_signals.snapshot()
-        return {s: now[getattr(signal, s)][:8].hex() for s in jvm_signals.jvm_signals()}
+        return {s: jvm_signals.handler(getattr(signal, s)) for s in jvm_signals.jvm_signals()}
 
     scifact = load_dataset("scifact", data_dir=sys.argv[1])
     qids = scifact.judged_query_ids()

@@ -19,6 +19,7 @@ import ctypes
 import functools
 import os
 import signal
+import sys
 
 # room for struct sigaction on every libc (152 bytes on glibc x86_64 and aarch64); the bytes are
 # copied whole, so nothing depends on its layout but this: the handler is its first field (Linux,
@@ -46,6 +47,16 @@ def _sigaction(sig: int, new: bytes | None) -> bytes:
     return old.raw
 
 
+def _address(raw: bytes) -> int:
+    """The handler field of a raw struct sigaction (0: default action, 1: ignored)."""
+    return int.from_bytes(raw[:_HANDLER], sys.byteorder)
+
+
+def handler(sig: int) -> int:
+    """Address of this process's handler for ``sig`` (0: default action, 1: ignored)."""
+    return _address(_sigaction(sig, None))
+
+
 def snapshot() -> dict[int, bytes]:
     """This process's handler (raw struct sigaction) for every catchable signal below 32."""
     return {sig: _sigaction(sig, None) for sig in _SIGNALS}
@@ -59,7 +70,7 @@ def record(before: dict[int, bytes] | None) -> None:
         traps = {getattr(signal, name) for name in _JVM_TRAPS if hasattr(signal, name)}
         _HANDLERS.update({sig: raw for sig, raw in now.items() if sig in traps})
     else:
-        _HANDLERS.update({sig: raw for sig, raw in now.items() if before[sig][:_HANDLER] != raw[:_HANDLER]})
+        _HANDLERS.update({sig: raw for sig, raw in now.items() if _address(before[sig]) != _address(raw)})
 
 
 def jvm_signals() -> list[str]:
@@ -70,5 +81,5 @@ def jvm_signals() -> list[str]:
 def restore() -> None:
     """Put the JVM's handlers back where something replaced them (no-op without a JVM)."""
     for sig, raw in _HANDLERS.items():
-        if _sigaction(sig, None)[:_HANDLER] != raw[:_HANDLER]:
+        if handler(sig) != _address(raw):
             _sigaction(sig, raw)

@@ -84,9 +84,9 @@ def service(tiny_model_dir, cranfield_index):
     from prorank.retrieval.java import shutdown_ray_beside_jvm
 
     ensure_jvm()  # this process runs Lucene too (the BM25 checks)
-    jvm = jvm_signals.snapshot()[signal.SIGSEGV]  # the JVM's SIGSEGV handler
+    jvm = jvm_signals.handler(signal.SIGSEGV)  # the JVM's SIGSEGV handler
     init_ray(main_cfg, num_cpus=2, log_to_driver=False)
-    assert jvm_signals.snapshot()[signal.SIGSEGV][:8] == jvm[:8]  # Ray's driver must not replace it
+    assert jvm_signals.handler(signal.SIGSEGV) == jvm  # Ray's driver must not replace it
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         for cfg in (main_cfg, strict_cfg, slow_cfg):
