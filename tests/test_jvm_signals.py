@@ -30,7 +30,7 @@ RAY_THEN_BM25 = textwrap.dedent("""
     qids = scifact.judged_query_ids()
 
     def bm25():  # index and search (the JVM starts on the first call)
-        index = build_index(scifact, tempfile.mkdtemp() + "/scifact", threads=2)
+        index = build_index(scifact, tempfile.mkdtemp(dir=".") + "/scifact", threads=2)  # cwd: the test's tmp_path
         with BM25Searcher(index) as searcher:
             hits = searcher.batch_search({q: scifact.queries[q] for q in qids}, k=100, threads=2)
         run = {q: {h.docid: h.score for h in hits[q]} for q in qids}
