@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -81,6 +82,32 @@ def test_recorded_pairs_replay_the_bm25_pairs(data_dir, tmp_path):
     write_jsonl_pairs([p for p in live if p.label == "1"], tmp_path / "ones.jsonl")
     with pytest.raises(ValueError, match="ones.jsonl gave pairs of one label"):
         probe_pairs(ProbeConfig(jsonl=str(tmp_path / "ones.jsonl")), None, seed=0)
+
+
+def test_heldout_leaves_out_the_queries_a_run_trained_on(data_dir, tmp_path):
+    """``exclude_queries_of`` a run's pairs.jsonl: held-out pairs from the training split come only
+    from queries the run never saw, and a sample of all the rest when asked for more than remain."""
+    from prorank.train.heldout import heldout_pairs
+    from prorank.train.pairs import beir_pairs, bm25_searcher, load_beir, write_jsonl_pairs
+
+    data = load_beir("scifact", "train", str(data_dir))
+    trained = beir_pairs(data, bm25_searcher(Path(data.path).resolve()), max_queries=400, seed=0, progress=False)
+    write_jsonl_pairs(trained, tmp_path / "pairs.jsonl")
+    seen = {p.qid for p in trained}
+    assert len(seen) == 400
+    cfg = HeldoutConfig(models=["m"], dataset="scifact", split="train", data_dir=str(data_dir), max_queries=None,
+                        max_pairs=None, exclude_queries_of=[str(tmp_path / "pairs.jsonl")])
+    rest = heldout_pairs(cfg)
+    assert {p.qid for p in rest}.isdisjoint(seen)
+    assert len({p.qid for p in rest}) == len(data.judged_query_ids()) - 400  # every other judged query
+    assert {p.label for p in rest} == {"0", "1"}
+    with pytest.raises(ValueError, match="no held-out pairs"):  # a run's own pairs less its queries: none
+        heldout_pairs(HeldoutConfig(models=["m"], jsonl=str(tmp_path / "pairs.jsonl"), max_pairs=None,
+                                    exclude_queries_of=[str(tmp_path / "pairs.jsonl")]))
+    write_jsonl_pairs([Pair(p.query, p.document, p.label) for p in trained[:2]], tmp_path / "no-qid.jsonl")
+    with pytest.raises(ValueError, match="exclude_queries_of: .*no-qid.jsonl has rows without a qid"):
+        heldout_pairs(HeldoutConfig(models=["m"], jsonl=str(tmp_path / "pairs.jsonl"),
+                                    exclude_queries_of=[str(tmp_path / "no-qid.jsonl")]))
 
 
 def test_provenance_needs_no_java_when_lucene_never_ran():

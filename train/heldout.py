@@ -45,6 +45,9 @@ class HeldoutConfig:
     jsonl: str | None = None
     split: str = "test"
     max_queries: int | None = 100  # seeded sample of judged queries for the pairs
+    # JSONL pair files (e.g. a warmup's OUTPUT_DIR/pairs.jsonl) whose queries (qid) are left out
+    # before sampling: held-out pairs from a training split's queries that the run did not see
+    exclude_queries_of: list[str] = field(default_factory=list)
     max_pairs: int | None = 200
     negatives_depth: int = 100
     negatives_window: list[int] = field(default_factory=lambda: [0, 100])
@@ -176,17 +179,23 @@ def _ranking(cfg: HeldoutConfig, reranker: Any, name: str, eval_root: Path) -> d
 
 
 def heldout_pairs(cfg: HeldoutConfig) -> list[Any]:
-    """The held-out pairs: ``cfg.jsonl``'s rows, or positives + BM25 negatives of the split; at
-    most ``max_pairs``, in order (``prorank.train.pairs.Pair``)."""
+    """The held-out pairs: ``cfg.jsonl``'s rows, or positives + BM25 negatives of the split, less
+    the queries of ``exclude_queries_of``; at most ``max_pairs``, in order (``prorank.train.pairs.Pair``)."""
     from prorank.train.pairs import beir_pairs, bm25_searcher, load_beir, read_jsonl_pairs
 
+    excluded: set[str] = set()
+    for path in cfg.exclude_queries_of:
+        qids = {p.qid for p in read_jsonl_pairs(path)}
+        if "" in qids:
+            raise ValueError(f"exclude_queries_of: {path} has rows without a qid (queries are left out by qid)")
+        excluded |= qids
     if cfg.jsonl is not None:
-        pairs = read_jsonl_pairs(cfg.jsonl)
+        pairs = [p for p in read_jsonl_pairs(cfg.jsonl) if p.qid not in excluded]
     else:
         data = load_beir(cfg.dataset, cfg.split, cfg.data_dir)
         pairs = beir_pairs(data, bm25_searcher(Path(data.path).resolve()), depth=cfg.negatives_depth,
                            window=cfg.negatives_window, negatives_per_positive=cfg.negatives_per_positive,
-                           max_queries=cfg.max_queries, seed=cfg.seed)
+                           max_queries=cfg.max_queries, seed=cfg.seed, exclude_qids=excluded)
     pairs = pairs[: cfg.max_pairs] if cfg.max_pairs is not None else pairs
     if not pairs:
         raise ValueError(f"no held-out pairs from {cfg.jsonl or f'{cfg.dataset}/{cfg.split}'}")

@@ -20,7 +20,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from prorank.atomic import atomic_write_text
 from prorank.data import BeirDataset, load_dataset, read_json_lines
@@ -72,12 +72,13 @@ def beir_pairs(
     seed: int = 0,
     progress: bool = True,
     curriculum: Sequence[Sequence[int]] | None = None,
+    exclude_qids: Collection[str] = (),
 ) -> list[Pair]:
     """Positives from qrels plus BM25 negatives, shuffled under ``seed``.
 
     ``searcher`` is a ``search(query, k)`` object or a precomputed run ``qid -> ranked docids``.
-    Only queries with a relevant document in the corpus are used; with ``max_queries`` a seeded
-    sample of them. Each query gets ``negatives_per_positive * n_positives`` negatives (fewer if
+    Only queries with a relevant document in the corpus and not in ``exclude_qids`` are used; with
+    ``max_queries`` a seeded sample of them. Each query gets ``negatives_per_positive * n_positives`` negatives (fewer if
     the window holds fewer non-positive candidates).
 
     ``curriculum`` (rank windows, easiest first) splits the queries into as many seeded parts of
@@ -86,8 +87,10 @@ def beir_pairs(
     if negatives_per_positive < 0:
         raise ValueError(f"negatives_per_positive must be >= 0, got {negatives_per_positive}")
     rng = random.Random(f"prorank-pairs:{seed}")
+    excluded = frozenset(exclude_qids)
     qids = sorted(
-        q for q in data.queries if any(d in data.corpus for d in positives(data.qrels.get(q)))
+        q for q in data.queries
+        if q not in excluded and any(d in data.corpus for d in positives(data.qrels.get(q)))
     )
     if max_queries is not None:
         if max_queries < 1:
