@@ -30,11 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # warmup_levers, beside this file
-CONFIG = "configs/warmup-cpu.yaml"
+CONFIG = "configs/warmup-cpu-levers.yaml"  # the base the CPU levers overrode (issue #13)
 TEACHER = "all-minilm-l6-v2"
 # name -> overrides on top of the recipe (each one lever of issue #13, at GPU step counts)
 LEVERS = {
-    "recipe": [],  # the committed recipe (lr 3e-6, 2 prompts x 4 samples a step, correctness reward)
+    "recipe": [],  # the levers' base recipe (lr 3e-6, 2 prompts x 4 samples a step, correctness reward)
     "graded": ["reward_weights={format: 1.0, graded_correctness: 1.0}"],  # teacher score as the reward
     "wide": ["grpo.per_device_train_batch_size=64", "grpo.num_generations=8"],  # 8 prompts x 8 samples
     "kl": ["grpo.beta=0.04"],  # KL to the base model anchors both labels

@@ -96,17 +96,17 @@ def test_heldout_leaves_out_the_queries_a_run_trained_on(data_dir, tmp_path):
     seen = {p.qid for p in trained}
     assert len(seen) == 400
     cfg = HeldoutConfig(models=["m"], dataset="scifact", split="train", data_dir=str(data_dir), max_queries=None,
-                        max_pairs=None, exclude_queries_of=[str(tmp_path / "pairs.jsonl")])
+                        max_pairs=None, exclude_queries_of=[str(tmp_path / "pairs.jsonl")], ranking_queries=0)
     rest = heldout_pairs(cfg)
     assert {p.qid for p in rest}.isdisjoint(seen)
     assert len({p.qid for p in rest}) == len(data.judged_query_ids()) - 400  # every other judged query
     assert {p.label for p in rest} == {"0", "1"}
     with pytest.raises(ValueError, match="no held-out pairs"):  # a run's own pairs less its queries: none
         heldout_pairs(HeldoutConfig(models=["m"], jsonl=str(tmp_path / "pairs.jsonl"), max_pairs=None,
-                                    exclude_queries_of=[str(tmp_path / "pairs.jsonl")]))
+                                    exclude_queries_of=[str(tmp_path / "pairs.jsonl")], ranking_queries=0))
     write_jsonl_pairs([Pair(p.query, p.document, p.label) for p in trained[:2]], tmp_path / "no-qid.jsonl")
     with pytest.raises(ValueError, match="exclude_queries_of: .*no-qid.jsonl has rows without a qid"):
-        heldout_pairs(HeldoutConfig(models=["m"], jsonl=str(tmp_path / "pairs.jsonl"),
+        heldout_pairs(HeldoutConfig(models=["m"], jsonl=str(tmp_path / "pairs.jsonl"), ranking_queries=0,
                                     exclude_queries_of=[str(tmp_path / "no-qid.jsonl")]))
 
 

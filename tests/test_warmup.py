@@ -99,7 +99,7 @@ def test_config_validation(tmp_path):
     assert args.output_dir == str(tmp_path / "trainer") and args.max_completion_length == 4
 
 
-@pytest.mark.parametrize("name", ["warmup.yaml", "warmup-cpu.yaml"])
+@pytest.mark.parametrize("name", ["warmup.yaml", "warmup-cpu.yaml", "warmup-cpu-levers.yaml"])
 def test_shipped_configs_load(name):
 
     path = Path(__file__).resolve().parents[1] / "configs" / name
@@ -131,6 +131,41 @@ def test_heldout_measurement_derived_from_a_warmup_config(capsys):
     assert cfg["models"] == ["smollm2-135m-instruct", "runs/elsewhere/model"]
     assert cfg["names"] == ["zero-shot", "warmup"] and cfg["output"] == "runs/elsewhere/heldout.json"
     assert cfg["reranker"]["max_length"] == 200 and cfg["split"] == "test"
+
+
+def test_dev_measurement_is_the_training_split_less_the_queries_trained_on(tmp_path):
+    """The `dev` block: by default the first training source's split, without the queries in the
+    run's pairs.jsonl and without a ranking effect (which cannot leave them out)."""
+    from prorank.train.heldout import HeldoutConfig
+    from prorank.train.warmup_record import heldout_config
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "warmup-cpu.yaml"
+    cfg = load_config(WarmupConfig, config, ["output_dir=runs/elsewhere", "dev={max_pairs: 60}"])
+    dev = heldout_config(cfg, "dev")
+    assert (dev.dataset, dev.split, dev.max_pairs, dev.ranking_queries) == ("scifact", "train", 60, 0)
+    assert dev.exclude_queries_of == ["runs/elsewhere/pairs.jsonl"] and dev.output == "runs/elsewhere/dev.json"
+    assert dev.models == ["smollm2-135m-instruct", "runs/elsewhere/model"] and dev.reranker.max_length == 128
+    assert heldout_config(cfg).split == "test" and not heldout_config(cfg).exclude_queries_of
+    with pytest.raises(ValueError, match="dev: the training pairs came from a JSONL file"):
+        heldout_config(WarmupConfig(model="m", datasets=[], jsonl="pairs.jsonl", dev={}), "dev")
+    with pytest.raises(ValueError, match="ranking_queries: .* cannot leave out exclude_queries_of"):
+        HeldoutConfig(models=["m"], exclude_queries_of=["pairs.jsonl"], ranking_queries=50)
+
+
+def test_a_run_measures_dev_pairs_of_queries_it_did_not_train_on(label_model_dir, tmp_path):
+    rows = [{"qid": f"q{i}", "query": f"question {i}", "document": {"title": f"t{i}", "text": f"passage {i}"},
+             "label": i % 2} for i in range(12)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:8]))
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[4:]))  # q4-q7 trained on
+    cfg = _cfg(label_model_dir, tmp_path / "train.jsonl", tmp_path / "run", save_strategy="no")
+    cfg.dev = {"jsonl": str(tmp_path / "dev.jsonl"), "max_new_tokens": 1}
+    summary = main(cfg)
+    report = json.loads((tmp_path / "run" / "dev.json").read_text())
+    assert report["pairs"]["count"] == 4 and report["pairs"]["labels"] == {"0": 2, "1": 2}
+    assert [m["name"] for m in report["models"]] == ["zero-shot", "warmup"]
+    assert report["config"]["exclude_queries_of"] == [str(tmp_path / "run" / "pairs.jsonl")]
+    record = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert record["dev"] == report == summary["dev"] and record["heldout"] is None
 
 
 def test_end_of_answer_bias_targets_only_the_turn_end_after_a_label(real_tokenizer):

@@ -69,6 +69,9 @@ class HeldoutConfig:
             raise ValueError(f"names: {len(self.names)} names for {len(self.models)} models")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.exclude_queries_of and self.ranking_queries:
+            raise ValueError("ranking_queries: the ranking effect runs on the split's first judged queries and "
+                             "cannot leave out exclude_queries_of; set ranking_queries: 0")
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[str]) -> float | None:

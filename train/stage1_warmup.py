@@ -23,6 +23,7 @@ Output folder layout (``output_dir``)::
     log.jsonl     one record per logged step (reward, format_rate, accuracy, loss, ...)
     curves.png    plot of the logged curves
     heldout.json  before/after measurement when the ``heldout`` block is set
+    dev.json      the same on the training split's queries not trained on, when ``dev`` is set
     summary.json  run record: data, settings, training curve ends, held-out result
 """
 
@@ -120,6 +121,10 @@ class WarmupConfig:
     # --- held-out measurement after training (prorank.train.heldout.HeldoutConfig fields;
     #     `models` defaults to [base model, trained checkpoint]); null to skip
     heldout: dict | None = None
+    # --- the same on the first training split's queries that this run did not train on (measured
+    #     before heldout; defaults: that dataset and split, exclude_queries_of [output_dir/pairs.jsonl],
+    #     output output_dir/dev.json, no ranking effect): what to choose a recipe by; null to skip
+    dev: dict | None = None
     # --- a cheap held-out probe during training (prorank.train.probe.ProbeConfig fields): score AUC,
     #     label shares and accuracy every `every` steps, into log.jsonl; null to skip
     probe: ProbeConfig | None = None
@@ -488,7 +493,7 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         from prorank.train.warmup_record import measure
 
         del trainer, model
-        summary["heldout"] = measure(cfg)
+        summary.update(measure(cfg))
     return summary
 
 

@@ -1,8 +1,9 @@
 """The record of a finished stage-1 warmup: its held-out measurement and its summary.
 
-``measure(cfg)`` runs the held-out measurement of the ``heldout`` block (the base model vs the
-warmed-up ``output_dir/model``, :mod:`prorank.train.heldout`), then writes ``summary.json``
-(``run_record``: checkpoint metadata, curve ends, ``heldout.json``) and, with ``summary`` set,
+``measure(cfg)`` runs the held-out measurements of the ``dev`` block (the training split's queries
+the run did not train on) and the ``heldout`` block (the base model vs the warmed-up
+``output_dir/model``, :mod:`prorank.train.heldout`), then writes ``summary.json`` (``run_record``:
+checkpoint metadata, curve ends, ``dev.json``, ``heldout.json``) and, with ``summary`` set,
 ``publish``es a copy of it and of the curves (e.g. ``benchmarks/results/warmup-cpu-smollm2.json``).
 ``prorank train heldout --warmup-config`` calls it on a finished run.
 """
@@ -20,17 +21,19 @@ from prorank.train.stage1_warmup import LOG_KEYS
 if TYPE_CHECKING:
     from prorank.train.stage1_warmup import WarmupConfig
 
-__all__ = ["measure", "run_record", "publish", "heldout_config"]
+__all__ = ["measure", "run_record", "publish", "heldout_config", "MEASUREMENTS"]
+
+MEASUREMENTS = ("dev", "heldout")  # WarmupConfig blocks, each measured into output_dir/<name>.json
 
 
-def measure(cfg: WarmupConfig) -> dict[str, Any] | None:
-    """Run the held-out measurement (if ``cfg.heldout`` is set) of a finished warmup, then write
-    ``output_dir/summary.json`` and the ``summary`` copy. Returns the held-out result."""
-    result = None
-    if cfg.heldout is not None:
-        from prorank.train.heldout import main as heldout_main
+def measure(cfg: WarmupConfig) -> dict[str, Any]:
+    """Run the measurements whose blocks are set (``dev`` first, then ``heldout``) on a finished
+    warmup, then write ``output_dir/summary.json`` and the ``summary`` copy. Returns
+    ``{"dev": result or None, "heldout": result or None}``."""
+    from prorank.train.heldout import main as heldout_main
 
-        result = heldout_main(heldout_config(cfg))
+    result = {name: heldout_main(heldout_config(cfg, name)) if getattr(cfg, name) is not None else None
+              for name in MEASUREMENTS}
     out = Path(cfg.output_dir)
     atomic_write_json(out / "summary.json", run_record(out))
     if cfg.summary:
@@ -57,7 +60,8 @@ def run_record(output_dir: str | Path) -> dict[str, Any]:
     def pick(rec: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if rec is None else {k: rec.get(k) for k in ("step", *LOG_KEYS) if k in rec}
 
-    heldout = out / "heldout.json"
+    measured = {name: json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+                if (out / f"{name}.json").exists() else None for name in MEASUREMENTS}
     return {
         "format": "prorank-warmup-run-v1",
         "stage": meta.get("stage"),
@@ -71,7 +75,7 @@ def run_record(output_dir: str | Path) -> dict[str, Any]:
                            "last5_mean": {k: sum(r.get(k, 0.0) or 0.0 for r in steps[-5:]) / max(1, len(steps[-5:]))
                                           for k in ("reward", "format_rate", "accuracy")},
                            "log": str(out / "log.jsonl"), "plot": str(out / "curves.png")},
-        "heldout": json.loads(heldout.read_text(encoding="utf-8")) if heldout.exists() else None,
+        **measured,
         "config": meta.get("config"),
         "grpo": meta.get("grpo"),
         "versions": meta.get("versions"),
@@ -87,17 +91,33 @@ def publish(output_dir: str | Path, target: str | Path) -> Path:
     return target
 
 
-def heldout_config(cfg: WarmupConfig) -> Any:
-    """The held-out measurement of this warmup: base model vs ``output_dir/model``.
+def heldout_config(cfg: WarmupConfig, name: str = "heldout") -> Any:
+    """A measurement of this warmup (block ``name``: "heldout" or "dev"): base model vs ``output_dir/model``.
 
-    Uses the ``heldout`` block (``HeldoutConfig`` fields) with defaults from the warmup config:
-    models, names ("zero-shot", "warmup"), reranker max_length, data_dir, output ``output_dir/heldout.json``.
+    Uses the block (``HeldoutConfig`` fields) with defaults from the warmup config: models, names
+    ("zero-shot", "warmup"), reranker max_length, data_dir, output ``output_dir/<name>.json``; for
+    ``dev`` also the first training dataset and split, ``exclude_queries_of: [output_dir/pairs.jsonl]``
+    (the queries trained on) and no ranking effect (it would run on the split's first queries,
+    trained on or not).
     """
     from prorank.train.heldout import HeldoutConfig
 
+    if name not in MEASUREMENTS:
+        raise ValueError(f"measurement must be one of {MEASUREMENTS}, got {name!r}")
     out = Path(cfg.output_dir)
     block = {"models": [cfg.model, str(out / "model")], "names": ["zero-shot", "warmup"],
-             "output": str(out / "heldout.json"), "data_dir": cfg.data_dir, "num_threads": cfg.num_threads,
-             **(cfg.heldout or {})}
+             "output": str(out / f"{name}.json"), "data_dir": cfg.data_dir, "num_threads": cfg.num_threads,
+             **(_dev_defaults(cfg) if name == "dev" else {}),
+             **(getattr(cfg, name) or {})}
+    if name == "dev" and not ({"dataset", "jsonl"} & block.keys()):
+        raise ValueError("dev: the training pairs came from a JSONL file; name the dev pairs' dataset and split "
+                         "(or jsonl) in the dev block")
     block["reranker"] = {"max_length": cfg.max_length, **block.get("reranker", {})}
-    return from_dict(HeldoutConfig, block, "warmup:heldout")
+    return from_dict(HeldoutConfig, block, f"warmup:{name}")
+
+
+def _dev_defaults(cfg: WarmupConfig) -> dict[str, Any]:
+    """The ``dev`` block's defaults: the first training source's unseen queries, no ranking effect."""
+    first = cfg.datasets[0] if cfg.jsonl is None and cfg.datasets else None
+    source = {"dataset": first.dataset, "split": first.split} if first is not None else {}
+    return {**source, "exclude_queries_of": [str(Path(cfg.output_dir) / "pairs.jsonl")], "ranking_queries": 0}

@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "heldout":
             p.add_argument("--warmup-config", default=None,
                            help="derive the measurement from a warmup config: its base model vs "
-                           "OUTPUT_DIR/model, its heldout block, output OUTPUT_DIR/heldout.json "
+                           "OUTPUT_DIR/model, its heldout (and dev) block, output OUTPUT_DIR/heldout.json "
                            "(overrides then apply to the warmup config)")
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -104,8 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.print_config:
             print(json.dumps(to_dict(heldout_config(wcfg)), indent=2, default=str))
             return 0
-        result = measure(wcfg)  # heldout.json, then summary.json (+ the `summary` copy)
-        print(json.dumps(_brief(result or {}), indent=2, default=str))
+        result = measure(wcfg)  # dev.json, heldout.json, then summary.json (+ the `summary` copy)
+        print(json.dumps({name: _brief(r) for name, r in result.items() if r}, indent=2, default=str))
         return 0
     try:
         module = importlib.import_module(module_name)
