@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     rows, earlier = [], []
     for item in args.run:
-        name, sep, path = item.partition("=")
+        name, sep, path = item.rpartition("=")  # the last "=": a name may hold an override (a=b)
         if not sep:
             parser.error(f"--run takes NAME=RUN_DIR, got {item!r}")
         rows.append({"name": name, **summarise(Path(path))})

@@ -254,6 +254,8 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     assert [(r["name"], r["steps"]) for r in record["runs"]] == [("a", 99), ("b", 2), ("c", 2)]
     assert len(record["earlier"]) == 1 and "a=" in record["earlier"][0]["command"]
     assert [r["name"] for r in warmup_levers.main(["--run", f"d={run}", "--out", str(out)])["runs"]] == ["d"]
+    named = warmup_levers.main(["--run", f"lr=1e-4 (grpo.learning_rate=1e-4)={run}", "--out", str(out)])
+    assert [r["name"] for r in named["runs"]] == ["lr=1e-4 (grpo.learning_rate=1e-4)"]  # split at the last "="
 
 
 def test_negatives_curriculum_reads_harder_negatives_later(data_dir):
