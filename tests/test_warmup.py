@@ -146,8 +146,10 @@ def test_dev_measurement_is_the_training_split_less_the_queries_trained_on(tmp_p
     assert dev.exclude_queries_of == ["runs/elsewhere/pairs.jsonl"] and dev.output == "runs/elsewhere/dev.json"
     assert dev.models == ["smollm2-135m-instruct", "runs/elsewhere/model"] and dev.reranker.max_length == 128
     assert heldout_config(cfg).split == "test" and not heldout_config(cfg).exclude_queries_of
-    with pytest.raises(ValueError, match="dev: the training pairs came from a JSONL file"):
-        heldout_config(WarmupConfig(model="m", datasets=[], jsonl="pairs.jsonl", dev={}), "dev")
+    with pytest.raises(ValueError, match="dev: the training pairs came from a JSONL file"):  # at load time
+        WarmupConfig(model="m", datasets=[], jsonl="pairs.jsonl", dev={})
+    with pytest.raises(ConfigError, match="unknown"):
+        load_config(WarmupConfig, config, ["heldout.max_pair=5"])
     with pytest.raises(ValueError, match="ranking_queries: .* cannot leave out exclude_queries_of"):
         HeldoutConfig(models=["m"], exclude_queries_of=["pairs.jsonl"], ranking_queries=50)
 

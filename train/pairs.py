@@ -78,8 +78,8 @@ def beir_pairs(
 
     ``searcher`` is a ``search(query, k)`` object or a precomputed run ``qid -> ranked docids``.
     Only queries with a relevant document in the corpus and not in ``exclude_qids`` are used; with
-    ``max_queries`` a seeded sample of them. Each query gets ``negatives_per_positive * n_positives`` negatives (fewer if
-    the window holds fewer non-positive candidates).
+    ``max_queries`` a seeded sample of them. Each query gets ``negatives_per_positive * n_positives``
+    negatives (fewer if the window holds fewer non-positive candidates).
 
     ``curriculum`` (rank windows, easiest first) splits the queries into as many seeded parts of
     equal size: part ``k`` takes its negatives from window ``k`` and its pairs carry ``stage=k``.

@@ -181,6 +181,11 @@ class WarmupConfig:
                              "grpo.shuffle_dataset must stay false")
         if self.probe is not None:
             self.probe = nested(self.probe, ProbeConfig, "probe")
+        from prorank.train.warmup_record import MEASUREMENTS, heldout_config
+
+        for name in MEASUREMENTS:  # a bad dev/heldout block fails here, not after training
+            if getattr(self, name) is not None:
+                heldout_config(self, name)
 
 
 def reward_plan(cfg: WarmupConfig) -> list[tuple[str, float]]:
