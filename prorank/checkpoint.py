@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prorank.atomic import atomic_dir, atomic_write_json
 from prorank.prompt import PROMPT_VERSION
@@ -18,8 +18,10 @@ from prorank.prompt import PROMPT_VERSION
 METADATA_FILE = "prorank.json"
 
 
-def save_checkpoint(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[str, Any]) -> Path:
-    """Write model (safetensors), tokenizer and metadata to ``out_dir`` atomically."""
+def save_checkpoint(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[str, Any],
+                    finish: Callable[[Path], Any] | None = None) -> Path:
+    """Write model (safetensors), tokenizer and metadata to ``out_dir`` atomically; ``finish``
+    may rewrite the written folder before it replaces ``out_dir``."""
     out_dir = Path(out_dir)
     meta = {
         "format": "prorank-checkpoint-v1",
@@ -35,6 +37,8 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: str | Path, metadata: d
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / METADATA_FILE, meta)
+        if finish is not None:
+            finish(tmp)
     return out_dir
 
 

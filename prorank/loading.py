@@ -136,7 +136,7 @@ def _load_adapter(folder: Path, source: str, dtype: torch.dtype | None, common: 
     adapter_cfg = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     metadata = read_metadata(folder)
     check_prompt_version(metadata, source)
-    base = (metadata or {}).get("base_model") or adapter_cfg.get("base_model_name_or_path")
+    base = adapter_cfg.get("base_model_name_or_path") or (metadata or {}).get("base_model")
     if not base:
         raise ValueError(f"{folder / ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
     base_path = resolve_model(base)

@@ -222,13 +222,21 @@ def test_config_files_load() -> None:
     assert [s.dataset for s in cpu.datasets] == ["scifact", "nfcorpus"] and cpu.teacher == "all-minilm-l6-v2"
     from prorank.config import load_config as load
     from prorank.train.pipeline import PipelineConfig
+    from prorank.train.sources import DataSource
 
-    # the shipped adapter was trained by this very recipe (its checkpoint records the config it ran)
-    shipped = json.loads((REPO / "prorank" / "weights" / "prorank-smollm2-135m" / "prorank.json").read_text())
-    ran = {k: v for k, v in shipped["config"].items() if k != "output_dir"}
-    assert ran == {k: v for k, v in to_dict(cpu).items() if k != "output_dir"}
+    # the stage-2-only adapter was trained by this very recipe (its checkpoint records the config it
+    # ran), but for the micro-batches: 1 group x 4 accumulated = 4 groups at once (equal batches and
+    # gradients: test_micro_batches_equal_one_large_batch)
+    stage2_only = json.loads((REPO / "prorank" / "weights" / "prorank-smollm2-135m" / "prorank.json").read_text())
+    batching = ("output_dir", "groups_per_batch", "gradient_accumulation_steps")
+    ran, now = dict(stage2_only["config"]), to_dict(cpu)
+    for key in ("datasets", "dev"):  # sources gained fields since (at their defaults there)
+        ran[key] = [to_dict(DataSource(**d)) for d in ran[key]]
+    assert {k: v for k, v in ran.items() if k not in batching} == {k: v for k, v in now.items() if k not in batching}
+    assert ran["groups_per_batch"] * ran["gradient_accumulation_steps"] == 4 == now["groups_per_batch"] * now[
+        "gradient_accumulation_steps"]
     pipeline = load(PipelineConfig, REPO / "configs" / "pipeline-cpu.yaml")
-    assert pipeline.score_config == "configs/score-cpu.yaml" and pipeline.warmup is None
+    assert pipeline.score_config == "configs/score-cpu.yaml" and pipeline.warmup["max_length"] == cpu.max_length
     with pytest.raises(ConfigError, match="unknown"):
         load_config(ScoreConfig, REPO / "configs" / "score-cpu.yaml", ["--learning_rat", "1"])
     with pytest.raises(ValueError, match="loss"):
@@ -387,6 +395,56 @@ def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path
     assert meta["base_model"] == str(tiny_model_dir)
     assert report["stages"]["warmup"]["checkpoint"] == str(warm)
     assert pipeline_main(cfg)["stages"]["warmup"]["skipped"] == "checkpoint exists"
+
+
+def test_pipeline_chains_lora_warmup_into_one_adapter(tiny_model_dir, groups_file, tmp_path) -> None:
+    """Stage 1 as a LoRA adapter, stage 2's LoRA over it: the final checkpoint is one adapter over the
+    base holding both (ranks added), which loads as a reranker."""
+    from safetensors.torch import load_file
+
+    from prorank.config import from_dict
+    from prorank.reranker import Reranker
+    from prorank.train.pipeline import PipelineConfig
+    from prorank.train.pipeline import main as pipeline_main
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": f"q{i}", "document": f"doc {i}", "label": i % 2}) + "\n"
+                             for i in range(4)))
+    cfg = from_dict(PipelineConfig, {
+        "output_dir": str(tmp_path / "p"), "evaluation": None,
+        "warmup": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
+                   "num_threads": 1, "lora": {"r": 2, "lora_alpha": 4}, "merge_lora": False,
+                   "grpo": {"max_steps": 1, "per_device_train_batch_size": 2, "num_generations": 2,
+                            "max_completion_length": 2, "use_cpu": True, "report_to": "none",
+                            "save_strategy": "no", "logging_steps": 1, "learning_rate": 0.05}},
+        "score": {"datasets": [], "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 2,
+                  "num_threads": 1, "lora": {"r": 4, "lora_alpha": 8}, "merge_lora": False,
+                  "train_answer_rows": True, "learning_rate": 1e-2},
+    })
+    report = pipeline_main(cfg)
+    warm, final = tmp_path / "p" / "warmup" / "model", tmp_path / "p" / "score" / "model"
+    assert json.loads((warm / "adapter_config.json").read_text())["r"] == 2
+    config = json.loads((final / "adapter_config.json").read_text())
+    assert config["r"] == 6 and config["base_model_name_or_path"] == str(tiny_model_dir)
+    first, chained = load_file(str(warm / "adapter_model.safetensors")), load_file(str(final / "adapter_model.safetensors"))
+    key = next(k for k in first if k.endswith("q_proj.lora_A.weight"))
+    assert torch.equal(chained[key][:2], first[key])  # stage 1's rows, then stage 2's
+    assert report["stages"]["warmup"]["peak_rss_mb"] > 0 and report["stages"]["score"]["peak_rss_mb"] > 0
+    scores = Reranker.from_pretrained(final, device="cpu", max_length=MAX_LENGTH).score("q1", ["doc 1", "doc 2"])
+    assert len(scores) == 2
+
+
+def test_micro_batches_equal_one_large_batch(tiny_model_dir, groups_file, tmp_path) -> None:
+    """2 groups at once == 1 group x 2 accumulated: the same weights after the same steps."""
+    main(_cfg(tiny_model_dir, groups_file, tmp_path / "big", groups_per_batch=2, max_steps=3, save_every=0))
+    main(_cfg(tiny_model_dir, groups_file, tmp_path / "micro", groups_per_batch=1, gradient_accumulation_steps=2,
+              max_steps=3, save_every=0))
+    big, micro = _weights(tmp_path / "big" / "model"), _weights(tmp_path / "micro" / "model")
+    assert all(torch.allclose(big[k], micro[k], atol=2e-4) for k in big)  # float rounding through Adam
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+              for run in ("big", "micro")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    assert not all(torch.equal(big[k], _weights(tiny_model_dir)[k]) for k in big)
 
 
 def test_lora_block_is_read_in_one_place():

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from prorank.config import load_config, read_yaml, to_dict
 from prorank.train import is_main_process
 
-__all__ = ["PipelineConfig", "flatten", "main"]
+__all__ = ["PipelineConfig", "flatten", "main", "stage_configs"]
 
 MODELS = ("base", "warmup", "score")
 
@@ -73,74 +73,90 @@ def _stage_config(cls: type, path: str | None, overrides: Mapping[str, Any], def
     return load_config(cls, path, merged)
 
 
+def stage_configs(cfg: PipelineConfig) -> tuple[Any, Any]:
+    """``(WarmupConfig or None, ScoreConfig)`` as the pipeline runs them: stage 2 starts from stage
+    1's checkpoint, and stage 1 holds out stage 2's dev queries (they choose and tune the final
+    model, so neither stage may train on them)."""
+    from prorank.train.stage2_score import ScoreConfig
+
+    out = Path(cfg.output_dir)
+    score_defaults: dict[str, Any] = {"output_dir": str(out / "score")}
+    if cfg.warmup is None:
+        return None, _stage_config(ScoreConfig, cfg.score_config, cfg.score, score_defaults)
+    from prorank.train.stage1_warmup import WarmupConfig
+
+    dev = [to_dict(s) for s in _stage_config(ScoreConfig, cfg.score_config, cfg.score, score_defaults).dev]
+    wcfg = _stage_config(WarmupConfig, cfg.warmup_config, cfg.warmup,
+                         {"output_dir": str(out / "warmup"), "hold_out": dev})
+    overrides = {**cfg.score, "model": str(Path(wcfg.output_dir) / "model")}
+    return wcfg, _stage_config(ScoreConfig, cfg.score_config, overrides, score_defaults)
+
+
 def main(cfg: PipelineConfig) -> dict[str, Any]:
     """Run the stages in order; return (and write) ``output_dir/pipeline.json``."""
     from prorank.atomic import atomic_write_json
     from prorank.checkpoint import read_metadata
-    from prorank.train.stage2_score import ScoreConfig
+    from prorank.train.memory import peak_rss_mb, reset_peak_rss
     from prorank.train.stage2_score import main as score_main
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"config": to_dict(cfg), "stages": {}, "evaluation": {}}
     started = time.time()
+    wcfg, scfg = stage_configs(cfg)
 
-    warm_ckpt = None
-    base_model = None
-    if cfg.warmup is not None:
-        from prorank.train.stage1_warmup import WarmupConfig
+    # 1. stage 1 (skipped when its checkpoint exists)
+    warm_ckpt = None if wcfg is None else Path(wcfg.output_dir) / "model"
+    if wcfg is not None:
         from prorank.train.stage1_warmup import main as warmup_main
 
-        wcfg = _stage_config(WarmupConfig, cfg.warmup_config, cfg.warmup, {"output_dir": str(out / "warmup")})
-        base_model = wcfg.model
-        warm_ckpt = Path(wcfg.output_dir) / "model"
         if read_metadata(warm_ckpt) is not None and not cfg.force:
             report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "skipped": "checkpoint exists"}
         else:
-            t0 = time.time()
+            t0 = reset_peak_rss()
             result = warmup_main(wcfg)
             report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "seconds": round(time.time() - t0, 1),
-                                          "summary": _jsonable(result)}
+                                          "peak_rss_mb": peak_rss_mb(), "summary": _jsonable(result)}
         if is_main_process():
             atomic_write_json(out / "pipeline.json", report)
 
-    defaults: dict[str, Any] = {"output_dir": str(out / "score")}
-    score_overrides = dict(cfg.score)
-    if warm_ckpt is not None:
-        score_overrides["model"] = str(warm_ckpt)  # stage 2 always starts from stage 1's output
-    scfg = _stage_config(ScoreConfig, cfg.score_config, score_overrides, defaults)
-    base_model = base_model or scfg.model
-    t0 = time.time()
+    # 2. stage 2 from stage 1's checkpoint (resumes from its saved state)
+    t0 = reset_peak_rss()
     result = score_main(scfg)
     report["stages"]["score"] = {"checkpoint": str(Path(scfg.output_dir) / "model"),
-                                 "seconds": round(time.time() - t0, 1), "summary": _jsonable(result)}
+                                 "seconds": round(time.time() - t0, 1), "peak_rss_mb": peak_rss_mb(),
+                                 "summary": _jsonable(result)}
     if not is_main_process():  # under accelerate launch: one process evaluates and writes
         return report
     atomic_write_json(out / "pipeline.json", report)
 
+    # 3. evaluation of the chosen models
     if cfg.evaluation is not None:
-        from prorank.config import from_dict
-        from prorank.evaluation.job import EvalConfig
-        from prorank.evaluation.job import main as eval_main
-
-        models = {"base": base_model, "warmup": str(warm_ckpt) if warm_ckpt else None,
+        models = {"base": wcfg.model if wcfg is not None else scfg.model,
+                  "warmup": None if warm_ckpt is None else str(warm_ckpt),
                   "score": str(Path(scfg.output_dir) / "model")}
         for name in cfg.evaluate:
-            if models.get(name) is None:
-                continue
-            block = {**cfg.evaluation, "model": models[name], "output": str(out / f"eval-{name}")}
-            block["reranker"] = {"max_length": scfg.max_length, **(cfg.evaluation.get("reranker") or {})}
-            summary = eval_main(from_dict(EvalConfig, block, "pipeline:evaluation"))
-            report["evaluation"][name] = {
-                "model": models[name],
-                "average": summary["average"],
-                "datasets": {k: v["metrics"] for k, v in summary["datasets"].items()},
-                "summary": str(out / f"eval-{name}" / "summary.json"),
-            }
-            atomic_write_json(out / "pipeline.json", report)
+            if models.get(name) is not None:
+                report["evaluation"][name] = _evaluate(cfg, name, models[name], scfg.max_length)
+                atomic_write_json(out / "pipeline.json", report)
     report["seconds"] = round(time.time() - started, 1)
     atomic_write_json(out / "pipeline.json", report)
     return report
+
+
+def _evaluate(cfg: PipelineConfig, name: str, model: str, max_length: int) -> dict[str, Any]:
+    """``prorank eval`` of one model with the pipeline's ``evaluation`` block, into ``eval-<name>/``."""
+    from prorank.config import from_dict
+    from prorank.evaluation.job import EvalConfig
+    from prorank.evaluation.job import main as eval_main
+
+    out = Path(cfg.output_dir) / f"eval-{name}"
+    block = {**cfg.evaluation, "model": model, "output": str(out)}
+    block["reranker"] = {"max_length": max_length, **(cfg.evaluation.get("reranker") or {})}
+    summary = eval_main(from_dict(EvalConfig, block, "pipeline:evaluation"))
+    return {"model": model, "average": summary["average"],
+            "datasets": {k: v["metrics"] for k, v in summary["datasets"].items()},
+            "summary": str(out / "summary.json")}
 
 
 def _jsonable(value: Any) -> Any:

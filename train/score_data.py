@@ -2,7 +2,8 @@
 
 For each training source (``prorank.train.sources``): BM25 top-``depth`` for its queries (one
 Lucene index per collection, built once), negatives sampled inside ``window`` of that ranking
-(``prorank.train.negatives.mine_negatives``), one group ``[positive, negatives...]`` per judged
+(``prorank.train.negatives.mine_negatives``) or from the collection's given candidates
+(``negatives_from: candidates``, every label-0 candidate eligible), one group ``[positive, negatives...]`` per judged
 positive (at most ``max_positives_per_query``). With a teacher, every document of a group gets the
 hybrid teacher score of :mod:`prorank.teacher` over the query's candidate list (BM25 top-``depth``
 plus its judged positives), the BM25 weight tuned on that collection's training queries. Groups of
@@ -33,8 +34,10 @@ def bm25_run(source: LoadedSource, depth: int, qids: Sequence[str] | None = None
 
 
 def teacher_scores(source: LoadedSource, encoder: Any, run: dict[str, list[Hit]], weight: float | None,
-                    progress: bool) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Teacher scores of every query's candidates (BM25 list + judged positives), and how."""
+                    progress: bool, extra: dict[str, list[str]] | None = None
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Teacher scores of every query's candidates (BM25 list + judged positives + ``extra``
+    documents, e.g. given negatives BM25 did not retrieve), and how."""
     from prorank.teacher import HybridTeacher
 
     data = source.data
@@ -53,7 +56,8 @@ def teacher_scores(source: LoadedSource, encoder: Any, run: dict[str, list[Hit]]
         info["teacher_ndcg@10"] = round(table[teacher.bm25_weight], 4)
     info["bm25_weight"] = teacher.bm25_weight
     lists = {q: list(dict.fromkeys([h.docid for h in run[q]] + [d for d, g in data.qrels[q].items()
-                                                                if g > 0 and d in data.corpus]))
+                                                                if g > 0 and d in data.corpus]
+                                   + list((extra or {}).get(q, ()))))
              for q in source.qids}
     return teacher.score_many(queries, lists, bm25), info
 
@@ -64,15 +68,16 @@ def source_groups(source: LoadedSource, *, n_negatives: int, pool: int, depth: i
     """The groups of one source (teacher scores attached when ``encoder`` is given)."""
     data = source.data
     run = bm25_run(source, depth)
-    mined = mine_negatives({q: [h.docid for h in hits] for q, hits in run.items()},
-                           {q: data.queries[q] for q in source.qids}, data.qrels, depth=depth, window=window,
-                           per_query=max(pool, n_negatives), seed=seed, exclude_judged=exclude_judged,
-                           progress=False)
+    given = source.given_negatives()  # the collection's candidates (all of them), else BM25's window
+    ranked = given if given is not None else {q: [h.docid for h in hits] for q, hits in run.items()}
+    mined = mine_negatives(ranked, {q: data.queries[q] for q in source.qids}, data.qrels, depth=depth,
+                           window=None if given is not None else window, per_query=max(pool, n_negatives),
+                           seed=seed, exclude_judged=exclude_judged, progress=False)
     groups = build_groups(data.corpus, {q: data.queries[q] for q in source.qids}, data.qrels, mined,
                           n_negatives, seed, max_positives=source.spec.max_positives_per_query)
     info: dict[str, Any] = {"groups": len(groups)}
     if encoder is not None:
-        scores, info["teacher"] = teacher_scores(source, encoder, run, teacher_weight, progress)
+        scores, info["teacher"] = teacher_scores(source, encoder, run, teacher_weight, progress, extra=mined)
         groups = [dataclasses.replace(g, teacher=tuple(scores[g.qid][d] for d in g.docids)) for g in groups]
     prefix = f"{data.name}/"
     return [dataclasses.replace(g, qid=prefix + g.qid) for g in groups], info

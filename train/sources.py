@@ -8,7 +8,12 @@ queries are held out of training, so the dev set can come from any of them and i
 on. Everything is deterministic under ``seed``.
 
 In YAML a source is a mapping (``{dataset: nfcorpus, split: train, max_queries: 800}``) or the
-short form ``nfcorpus:train``.
+short form ``nfcorpus:train``. ``negatives_from: candidates`` takes a training source's negatives
+from the collection's given candidates (``candidates/<split>.tsv``, :mod:`prorank.data.candidates`:
+MS MARCO's BM25 top 20, WikiQA's sentences of the answer page) instead of mining BM25.
+
+Queries whose split holds no relevant document are skipped and counted (``skipped_no_positive``
+in :func:`describe`, which both stages write into their run records).
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from prorank.config import check_positive
 from prorank.data import BeirDataset, DatasetError, load_dataset
+
+NEGATIVES_FROM = ("bm25", "candidates")
 
 
 @dataclass
@@ -30,10 +37,16 @@ class DataSource:
     split: str = "train"
     max_queries: int | None = None  # seeded sample of the judged queries (after dev hold-out)
     max_positives_per_query: int | None = None  # best grades first; None = every judged positive
+    # where a training query's negatives come from: BM25 over the corpus, or the collection's
+    # given candidates (candidates/<split>.tsv, label 0 lines)
+    negatives_from: Literal["bm25", "candidates"] = "bm25"
 
     def __post_init__(self) -> None:
         if not self.dataset:
             raise ValueError("datasets: a source needs a dataset (folder or name)")
+        if self.negatives_from not in NEGATIVES_FROM:
+            raise ValueError(f"datasets: negatives_from must be one of {list(NEGATIVES_FROM)}, "
+                             f"got {self.negatives_from!r}")
         for name in ("max_queries", "max_positives_per_query"):
             check_positive(name, getattr(self, name), optional=True)
 
@@ -55,10 +68,32 @@ class LoadedSource:
     spec: DataSource
     data: BeirDataset
     qids: list[str] = field(default_factory=list)
+    candidates: Any = None  # prorank.data.candidates.Candidates when negatives_from is candidates
 
     @property
     def key(self) -> tuple[str, str]:
         return (str(Path(self.data.path).resolve()), self.spec.split)
+
+    def given_negatives(self) -> dict[str, list[str]] | None:
+        """``qid -> negatives`` from the collection's candidates file, or None for BM25 mining."""
+        return None if self.candidates is None else self.candidates.negatives()
+
+
+def given_candidates(spec: DataSource, data: BeirDataset) -> Any:
+    """The split's candidates file (checked) for a ``negatives_from: candidates`` source, else None."""
+    if spec.negatives_from != "candidates":
+        return None
+    from prorank.data.candidates import dataset_candidates
+
+    return dataset_candidates(data)
+
+
+def skipped_queries(data: BeirDataset, candidates: Any = None) -> list[str]:
+    """Queries of the split (judged, or listed in its candidates) with no relevant document."""
+    skipped = {q for q, docs in data.qrels.items() if not any(g > 0 for g in docs.values())}
+    if candidates is not None:
+        skipped |= set(candidates.without_positive(data.qrels))
+    return sorted(skipped)
 
 
 def _load(spec: DataSource, data_dir: str | None) -> BeirDataset:
@@ -104,6 +139,7 @@ def load_sources(train: Sequence[DataSource], dev: Sequence[DataSource], data_di
     train_sets = []
     for spec in train:
         source = LoadedSource(spec, get(spec))
+        source.candidates = given_candidates(spec, source.data)  # a bad file fails here, before training
         pool = [q for q in judged(source.data) if q not in held.get(source.key, set())]
         source.qids = sample(pool, spec.max_queries, seed, f"train:{spec.label}")
         if not source.qids:
@@ -126,4 +162,6 @@ def describe(sources: Sequence[LoadedSource]) -> list[dict[str, Any]]:
     from prorank.evaluation.provenance import portable_path
 
     return [{"dataset": s.data.name, "path": portable_path(s.data.path), "split": s.spec.split,
-             "queries": len(s.qids), "max_positives_per_query": s.spec.max_positives_per_query} for s in sources]
+             "queries": len(s.qids), "max_positives_per_query": s.spec.max_positives_per_query,
+             "negatives_from": s.spec.negatives_from,
+             "skipped_no_positive": len(skipped_queries(s.data, s.candidates))} for s in sources]

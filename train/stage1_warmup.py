@@ -16,7 +16,8 @@ multiple of ``num_generations``.
 
 Output folder layout (``output_dir``)::
 
-    model/        prorank checkpoint (LoRA merged) -> Reranker.from_pretrained(output_dir/"model")
+    model/        prorank checkpoint (LoRA merged, or the adapter with merge_lora: false)
+                  -> Reranker.from_pretrained(output_dir/"model")
     trainer/      TRL checkpoints (checkpoint-N), used by resume_from_checkpoint
     pairs.jsonl   the training pairs (query, document, label), for provenance and reuse
     data.json     where the pairs came from (sources, counts), as in the checkpoint metadata
@@ -68,6 +69,10 @@ class WarmupConfig:
     datasets: list[DataSource] = field(default_factory=lambda: [DataSource("scifact")])
     data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
     jsonl: str | None = None  # when set, used instead of `datasets`
+    # dev queries of a later stage, sampled exactly as stage 2 samples its `dev` sources
+    # (prorank.train.sources): never trained on here either (`prorank train pipeline` sets it to
+    # stage 2's dev list, so the dev numbers that choose and tune the final model stay unseen)
+    hold_out: list[DataSource] = field(default_factory=list)
     max_pairs: int | None = None  # cap after shuffling (either source)
     negatives_depth: int = 100  # BM25 results retrieved per query
     negatives_window: list[int] = field(default_factory=lambda: [0, 100])  # ranks [start, end)
@@ -114,6 +119,9 @@ class WarmupConfig:
     end_of_answer_bias: float = 0.0
     # --- model
     lora: dict | None = None  # peft.LoraConfig kwargs; None = full fine-tuning
+    # with lora: false saves the adapter alone over its base (small; stage 2 from it writes one
+    # adapter holding both stages, prorank.adapter_chain); true merges it into the weights
+    merge_lora: bool = True
     num_threads: int | None = None  # torch CPU threads (None: leave torch's default)
     resume_from_checkpoint: str | bool | None = None  # True = latest in output_dir/trainer
     plot_every_save: bool = True
@@ -214,14 +222,21 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
             from prorank.dense import DenseEncoder
 
             encoder = DenseEncoder.load(cfg.teacher)
+        from prorank.train.sources import given_candidates, load_sources, skipped_queries
+
+        held: dict[tuple[str, str], set[str]] = {}
+        for dev in load_sources([], cfg.hold_out, cfg.data_dir, cfg.seed)[1]:
+            held.setdefault(dev.key, set()).update(dev.qids)
         for spec in cfg.datasets:  # several collections, each with its split, mixed below
             data = P.load_beir(spec.dataset, spec.split, cfg.data_dir)
             path = Path(data.path).resolve()
+            excluded = held.get((str(path), spec.split), set())
+            candidates = given_candidates(spec, data)  # negatives_from: candidates (checked here)
             part = P.beir_pairs(
                 data,
-                P.bm25_searcher(path),
+                P.bm25_searcher(path) if candidates is None else candidates.negatives(),
                 depth=cfg.negatives_depth,
-                window=cfg.negatives_window,
+                window=cfg.negatives_window if candidates is None else None,
                 negatives_per_positive=cfg.negatives_per_positive,
                 max_queries=spec.max_queries,
                 max_positives_per_query=spec.max_positives_per_query,
@@ -229,13 +244,16 @@ def build_pairs(cfg: WarmupConfig, *, progress: bool = True) -> tuple[list, dict
                 seed=cfg.seed,
                 progress=progress,
                 curriculum=cfg.negatives_curriculum,
+                exclude_qids=excluded,
             )
             info: dict[str, Any] = {}
             if encoder is not None:
                 part, info["teacher"] = _with_teacher(part, spec, data, encoder, cfg, progress)
             items += part
             parts.append({"dataset": path.name, "path": portable_path(path), "split": spec.split,
-                          "queries": len({p.qid for p in part}), "pairs": len(part), **info})
+                          "queries": len({p.qid for p in part}), "pairs": len(part),
+                          "negatives_from": spec.negatives_from, "held_out_queries": len(excluded),
+                          "skipped_no_positive": len(skipped_queries(data, candidates)), **info})
         random.Random(f"prorank-pairs-mix:{cfg.seed}").shuffle(items)
         source = {
             "source": "beir", "datasets": parts,
@@ -477,8 +495,11 @@ def main(cfg: WarmupConfig) -> dict[str, Any]:
         "metrics": dict(result.metrics), "data": data_info, "resumed_from": resume,
     }
     if trainer.accelerator.is_main_process:
-        if cfg.lora is not None:
+        if cfg.lora is not None and cfg.merge_lora:
             model = model.merge_and_unload()
+        elif cfg.lora is not None:  # the adapter alone, its base named as the config names it
+            for peft_cfg in model.peft_config.values():
+                peft_cfg.base_model_name_or_path = cfg.model
         base_meta = read_metadata(model_path) or {}
         metadata = {
             "stage": "warmup",

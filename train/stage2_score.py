@@ -241,6 +241,13 @@ def checkpoint_model(model: Any, cfg: ScoreConfig, base_model: str) -> Any:
         import copy
 
         return copy.deepcopy(model).merge_and_unload()
+    from prorank.checkpoint import read_metadata
+    from prorank.loading import ADAPTER_CONFIG
+    from prorank.registry import resolve_model
+
+    parent = Path(resolve_model(cfg.model))
+    if read_metadata(parent) is not None and not (parent / ADAPTER_CONFIG).is_file():
+        base_model = str(cfg.model)  # trained over a full checkpoint (stage 1 fully fine-tuned): that is its base
     for peft_cfg in model.peft_config.values():
         peft_cfg.base_model_name_or_path = base_model
     return model
@@ -363,7 +370,18 @@ class ScoreRun:
                               "tuned_on": f"dev: {self.dev.queries} queries, BM25 top-{self.dev.top_k}",
                               "dev_fused_ndcg@10": result.fused_ndcg}
         plain = checkpoint_model(self.acc.unwrap_model(self.model), self.cfg, self.metadata["base_model"])
-        save_checkpoint(plain, self.tokenizer, self.out / "model", meta)
+        save_checkpoint(plain, self.tokenizer, self.out / "model", meta, finish=self.chain_parent)
+
+    def chain_parent(self, folder: Path) -> None:
+        """An adapter trained over an adapter checkpoint (stage 1 with LoRA) is written as one
+        adapter over that checkpoint's base (``prorank.adapter_chain``), exact and self-contained."""
+        from prorank.adapter_chain import chain_adapters
+        from prorank.loading import ADAPTER_CONFIG
+        from prorank.registry import resolve_model
+
+        parent = Path(resolve_model(self.cfg.model))
+        if self.cfg.lora is not None and not self.cfg.merge_lora and (parent / ADAPTER_CONFIG).is_file():
+            chain_adapters(parent, folder, folder)
 
     def evaluate_and_save(self) -> DevResult | None:
         """Dev nDCG@10 (model alone and fused); a new best is written to ``model/``."""

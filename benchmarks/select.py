@@ -1,0 +1,99 @@
+"""Choose the shipped model on dev queries only: the rule of benchmarks/results/pipeline/selection-rule.md.
+
+Every candidate reranks the BM25 top-k of the same dev queries (a stage-2 run's ``dev.json``:
+training queries held out of every candidate, plus the dev splits of training-only collections)
+through ``prorank.train.devset.evaluate`` -- the function stage 2 evaluates itself with. A
+candidate whose stage-2 run evaluated this very ``dev.json`` at its saved step (its
+``summary.json``) is read from there instead of being scored again. The first candidate is the
+challenger: it ships iff its nDCG@10 alone, over all dev queries, is >= every other's.
+
+    PRORANK_DATA_DIR=../shared/data python benchmarks/select.py \\
+        --dev runs/pipeline-cpu/score/dev.json \\
+        --candidates '{P: runs/pipeline-cpu/score/model, S: prorank-smollm2-135m}'
+
+writes ``benchmarks/results/pipeline/selection-dev.json`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from prorank.atomic import atomic_write_json  # noqa: E402
+from prorank.evaluation.provenance import git_state, hardware, now_utc, versions  # noqa: E402
+
+
+@dataclass
+class SelectConfig:
+    dev: str = "runs/pipeline-cpu/score/dev.json"  # the stage-2 run's dev set (prorank.train.devset.DevSet)
+    # name -> checkpoint (alias or folder); the first is the challenger
+    candidates: dict = field(default_factory=lambda: {"P": "runs/pipeline-cpu/score/model",
+                                                       "S": "prorank-smollm2-135m"})
+    out: str = "benchmarks/results/pipeline/selection-dev.json"
+
+
+def from_run(model: str, dev: Path) -> dict[str, Any] | None:
+    """The dev result a stage-2 run recorded for ``dev`` at the step its ``model/`` holds, if any."""
+    run = Path(model).parent
+    summary = run / "summary.json"
+    if not (Path(model).is_dir() and summary.is_file() and (run / "dev.json").resolve() == dev.resolve()):
+        return None
+    record = json.loads(summary.read_text(encoding="utf-8"))
+    best = [h for h in record.get("dev_history", []) if h["step"] == record.get("best_step")]
+    if not best:
+        return None
+    per = {k.split("/", 1)[1]: v for k, v in best[0].items() if k.startswith("dev_ndcg@10/")}
+    return {"ndcg@10": best[0]["dev_ndcg@10"], "fused_ndcg@10": best[0]["dev_fused_ndcg@10"],
+            "fusion_weight": best[0]["dev_fusion_weight"], "per_collection": per,
+            "source": f"{summary} (step {record['best_step']})"}
+
+
+def measure(model: str, dev: Any) -> dict[str, Any]:
+    from prorank.reranker import Reranker
+    from prorank.train.devset import evaluate
+
+    reranker = Reranker.from_pretrained(model)
+    result = evaluate(reranker, dev)
+    return {"ndcg@10": result.ndcg, "fused_ndcg@10": result.fused_ndcg, "fusion_weight": result.fusion_weight,
+            "per_collection": result.per_collection, "source": "scored here"}
+
+
+def main(cfg: SelectConfig) -> dict[str, Any]:
+    from prorank.train.devset import DevSet
+
+    started = time.time()
+    dev_path = Path(cfg.dev)
+    dev = DevSet.load(dev_path)
+    rows = {name: from_run(model, dev_path) or measure(model, dev) for name, model in cfg.candidates.items()}
+    challenger, *others = list(cfg.candidates)
+    ships = all(rows[challenger]["ndcg@10"] >= rows[o]["ndcg@10"] for o in others)
+    report = {
+        "command": " ".join(["python", "benchmarks/select.py", *sys.argv[1:]]), "date": now_utc(),
+        "git": git_state(REPO), "machine": hardware(), "versions": versions(),
+        "rule": "benchmarks/results/pipeline/selection-rule.md", "dev": dev.describe(),
+        "candidates": cfg.candidates, "results": rows,
+        "decision": {"challenger": challenger, "ships": ships,
+                     "shipped": cfg.candidates[challenger] if ships else cfg.candidates[others[0]]},
+        "seconds": round(time.time() - started, 1),
+    }
+    atomic_write_json(cfg.out, report)
+    cols = sorted({c for r in rows.values() for c in r["per_collection"]})
+    print("| candidate | dev nDCG@10 alone | fused (dev-tuned weight) | " + " | ".join(cols) + " |")
+    print("|---|---|---|" + "---|" * len(cols))
+    for name, r in rows.items():
+        print(f"| {name} | {r['ndcg@10']:.4f} | {r['fused_ndcg@10']:.4f} ({r['fusion_weight']}) | "
+              + " | ".join(f"{r['per_collection'].get(c, float('nan')):.4f}" for c in cols) + " |")
+    print(f"decision: {challenger} {'ships' if ships else 'does not ship'} -> {report['decision']['shipped']}")
+    return report
+
+
+if __name__ == "__main__":
+    from prorank.config import config_from_argv
+
+    main(config_from_argv(SelectConfig, sys.argv[1:]))
