@@ -75,3 +75,21 @@ def test_a_bad_candidates_file_fails_when_sources_load(tmp_path):
         load_sources([DataSource(str(root), "train", negatives_from="candidates")], [])
     with pytest.raises(ValueError, match="negatives_from"):
         DataSource(str(root), "train", negatives_from="bm26")
+
+
+def test_stage1_holds_out_the_dev_queries_stage2_samples(data_dir, tmp_path):
+    """The pipeline gives stage 1 stage 2's dev list: those very queries (same seeded sample) are
+    never stage-1 training pairs, so the dev numbers that choose the final model stay unseen."""
+    from prorank.train.sources import DataSource, load_sources
+    from prorank.train.stage1_warmup import WarmupConfig, build_pairs
+
+    dev = [DataSource("scifact", "train", max_queries=100)]
+    held = set(load_sources([], dev, str(data_dir))[1][0].qids)
+    cfg = WarmupConfig(datasets=[DataSource("scifact", "train", max_queries=400)], hold_out=dev,
+                       output_dir=str(tmp_path), data_dir=str(data_dir))
+    pairs, info = build_pairs(cfg, progress=False)
+    assert len(held) == 100 and not held & {p.qid for p in pairs}
+    assert info["datasets"][0]["held_out_queries"] == 100 and info["datasets"][0]["queries"] == 400
+    without, _ = build_pairs(WarmupConfig(datasets=cfg.datasets, output_dir=str(tmp_path), data_dir=str(data_dir)),
+                             progress=False)
+    assert held & {p.qid for p in without}  # without the hold-out, a 400-query sample meets them

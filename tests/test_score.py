@@ -397,6 +397,39 @@ def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path
     assert pipeline_main(cfg)["stages"]["warmup"]["skipped"] == "checkpoint exists"
 
 
+def test_an_interrupted_stage1_resumes_in_the_pipeline(tiny_model_dir, groups_file, tmp_path) -> None:
+    """Killed after stage 1's first saved step (no model/ yet): re-running the pipeline continues
+    stage 1 from that checkpoint instead of starting it again."""
+    import shutil
+
+    from prorank.config import from_dict
+    from prorank.train.pipeline import PipelineConfig, stage_configs
+    from prorank.train.pipeline import main as pipeline_main
+    from prorank.train.stage1_warmup import main as warmup_main
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": f"q{i}", "document": f"doc {i}", "label": i % 2}) + "\n"
+                             for i in range(4)))
+    grpo = {"max_steps": 2, "per_device_train_batch_size": 2, "num_generations": 2, "max_completion_length": 2,
+            "use_cpu": True, "report_to": "none", "save_strategy": "steps", "save_steps": 1, "logging_steps": 1}
+    cfg = from_dict(PipelineConfig, {
+        "output_dir": str(tmp_path / "p"), "evaluation": None,
+        "warmup": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
+                   "num_threads": 1, "grpo": grpo},
+        "score": {"datasets": [], "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 1,
+                  "num_threads": 1},
+    })
+    first, _ = stage_configs(cfg)
+    first.grpo["max_steps"] = 1
+    warmup_main(first)  # the interrupted run: one step saved as trainer/checkpoint-1 ...
+    shutil.rmtree(tmp_path / "p" / "warmup" / "model")  # ... and no final model
+    report = pipeline_main(cfg)
+    summary = report["stages"]["warmup"]["summary"]
+    assert summary["resumed_from"].endswith("checkpoint-1") and summary["global_step"] == 2
+    log = [json.loads(line)["step"] for line in (tmp_path / "p" / "warmup" / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2]
+
+
 def test_pipeline_chains_lora_warmup_into_one_adapter(tiny_model_dir, groups_file, tmp_path) -> None:
     """Stage 1 as a LoRA adapter, stage 2's LoRA over it: the final checkpoint is one adapter over the
     base holding both (ranks added), which loads as a reranker."""

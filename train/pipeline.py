@@ -10,8 +10,11 @@
   ``evaluate``: which models to evaluate, any of ``base``, ``warmup``, ``score``.
 
 Each stage writes under ``output_dir`` (``warmup/``, ``score/``, ``eval-<model>/``) unless its
-config names another folder. A stage whose checkpoint already exists is not run again (stage 2
-resumes from its saved state), so re-running an interrupted pipeline continues where it stopped.
+config names another folder. A stage whose checkpoint already exists is not run again, an
+interrupted stage 1 resumes from its last trainer checkpoint, stage 2 from its saved state and the
+evaluation from its score cache, so re-running an interrupted pipeline continues where it stopped.
+Stage 1 holds out stage 2's dev queries (``WarmupConfig.hold_out``). ``pipeline.json`` records each
+stage's time and peak resident memory.
 ``output_dir/pipeline.json`` summarises the stages and the evaluation table. Under ``accelerate
 launch`` both stages train on every process; the main process alone writes ``pipeline.json`` and
 runs the evaluation.
@@ -113,6 +116,8 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
         if read_metadata(warm_ckpt) is not None and not cfg.force:
             report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "skipped": "checkpoint exists"}
         else:
+            if wcfg.resume_from_checkpoint is None and not cfg.force and _has_checkpoint(wcfg):
+                wcfg.resume_from_checkpoint = True  # an interrupted stage 1 continues from its last save
             t0 = reset_peak_rss()
             result = warmup_main(wcfg)
             report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "seconds": round(time.time() - t0, 1),
@@ -157,6 +162,12 @@ def _evaluate(cfg: PipelineConfig, name: str, model: str, max_length: int) -> di
     return {"model": model, "average": summary["average"],
             "datasets": {k: v["metrics"] for k, v in summary["datasets"].items()},
             "summary": str(out / "summary.json")}
+
+
+def _has_checkpoint(wcfg: Any) -> bool:
+    """Whether stage 1's trainer folder holds a ``checkpoint-N`` to resume from."""
+    trainer = Path(wcfg.grpo.get("output_dir") or Path(wcfg.output_dir) / "trainer")
+    return trainer.is_dir() and any(p.name.startswith("checkpoint-") for p in trainer.iterdir())
 
 
 def _jsonable(value: Any) -> Any:
