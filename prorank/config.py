@@ -10,6 +10,7 @@ Fields whose type is ``dict`` take nested mappings (e.g. the ``grpo:`` block han
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import types
 import typing
@@ -204,7 +205,14 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
 
 
 def option(default: Any, help: str) -> Any:  # noqa: A002 - argparse's name for it
-    """A config field with a default and its one-line ``help`` (``--help`` shows it; see ``describe_fields``)."""
+    """A config field with its default and its one-line ``help``, the one place a key is explained
+    (``--help`` shows it: ``describe_fields``). A list, dict or dataclass default is copied for
+    each instance (``option([0, 100], "BM25 ranks [start, end)")``); ``dataclasses.MISSING``
+    makes the key required."""
+    if not help or not help.strip():
+        raise ValueError("option: every config field needs its help text")
+    if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
 
 
@@ -319,45 +327,8 @@ def flag_values(args: Any, dest_prefix: str) -> dict[str, Any]:
 
 
 def describe_fields(cls: type) -> list[tuple[str, str, str]]:
-    """``(key, default, description)`` for every field of a config dataclass, in order.
-
-    The description is the field's ``metadata["help"]`` if it has one, else the comments the class's
-    source gives it: the comment after the field (continued by indented comment lines under it), and
-    comment-only lines right above it (a section header ``# --- name: ...`` counts for the field it
-    names) -- the one place each config documents its keys, so ``--help`` and the code cannot
-    disagree.
-    """
-    import inspect
-    import re
-
-    try:
-        source = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        source = []
-    comments: dict[str, str] = {}
-    above: list[str] = []
-    last = None  # the field a deeper-indented comment line continues
-    for line in source:
-        text = line.strip()
-        if text.startswith("#"):
-            if last and (text.startswith("#  ") or len(line) - len(line.lstrip()) > 4):
-                comments[last] = f"{comments[last]} {text.lstrip('#').strip()}".strip()
-            elif above and text.startswith("#  "):  # a wrapped line of the comment above
-                above[-1] = f"{above[-1]} {text.lstrip('#').strip()}"
-            else:
-                above.append(text.lstrip("#").strip())
-                last = None
-            continue
-        last = None
-        match = re.match(r"\s{4}(\w+)\s*:[^#]*?(?:#\s*(.*))?$", line)
-        if match:
-            name = match.group(1)
-            header = [t[3:].strip() for t in above if t.startswith("---")]
-            lead = [t for t in above if not t.startswith("---")]
-            lead += [h[len(name) + 1:].strip() for h in header if h.startswith(f"{name}:")]
-            comments[name] = " ".join(lead + [match.group(2) or ""]).strip()
-            last = name
-        above = []
+    """``(key, default, help)`` for every field of a config dataclass, in order; the help is the one
+    its declaration gives (``option(default, help)``, i.e. ``metadata["help"]``), "" without one."""
     rows = []
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
@@ -371,5 +342,5 @@ def describe_fields(cls: type) -> list[tuple[str, str, str]]:
         elif isinstance(default, list):
             default = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in default]
         shown = "null" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
-        rows.append((f.name, shown, f.metadata.get("help") or comments.get(f.name, "")))
+        rows.append((f.name, shown, f.metadata.get("help", "")))
     return rows

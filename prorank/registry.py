@@ -115,7 +115,7 @@ REGISTRY: dict[str, PackagedModel] = {
             files_sha256={
                 "adapter_config.json": "30a63ab7608937556d4fb158f62e9d8b07a8515b7758c124e8672764f5afaab5",
                 "adapter_model.safetensors": "596407dd6fa66c1dcc59de88c13c2eb5d96dc543ec5f6a71409b072666f7fd0e",
-                "prorank.json": "aca7c1a65360f39c7cf35fc5b38dd569f640911dc5d96f66165bd8b61f33fabf",
+                "prorank.json": "74410a3ab76bba90d40ebbffb20db5f16a172c2eb41f891196617745ca53762c",
             },
             license="Apache-2.0 (code, base); trained on SciFact (CC BY-NC 2.0) and NFCorpus train",
         ),
@@ -296,7 +296,3 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     if looks_like_path(name):
         raise FileNotFoundError(f"model path {name!r} does not exist")
     return name
-
-
-def teacher_error(alias: str = TEACHER_MODEL) -> str:
-    return f"the teacher {alias!r} is not pulled: run `prorank models pull {alias}`"

@@ -28,6 +28,64 @@ def test_every_subcommand_has_help():
         assert sub._choices_actions and any(c.dest == name and c.help for c in sub._choices_actions)
 
 
+def test_every_flag_of_every_command_has_its_own_help():
+    """Every flag of every `prorank ...` command (the whole argparse tree) has non-empty help that is
+    its own: no two flags of one command share a text (a neighbour's comment, a copied line)."""
+    import argparse
+
+    from prorank.cli import _parsers
+
+    for node in _parsers(build_parser()):
+        seen: dict[str, str] = {}
+        for action in node._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                assert all(choice.help for choice in action._choices_actions), node.prog
+                continue
+            name = f"{node.prog} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help and action.help != argparse.SUPPRESS and action.help.strip(), name
+            assert action.help not in seen, f"{name} has the help of {seen.get(action.help)}"
+            seen[action.help] = name
+
+
+def test_every_config_key_the_cli_lists_has_its_own_help():
+    """`prorank train STAGE --help` lists its config's keys; each of them, and each key of the blocks
+    nested in them (sources, probe, reranker options), has help from its declaration, distinct
+    from every other key's of its class."""
+    import dataclasses
+    import importlib
+    import typing
+
+    from prorank.cli.train import COMMANDS
+    from prorank.evaluation.job import EvalConfig
+
+    todo = [getattr(importlib.import_module(module), cls) for module, cls, *_ in COMMANDS.values()] + [EvalConfig]
+    done: set[type] = set()
+    while todo:
+        cls = todo.pop()
+        if cls in done:
+            continue
+        done.add(cls)
+        texts = [f.metadata.get("help", "") for f in dataclasses.fields(cls)]
+        assert all(t.strip() for t in texts), [f.name for f, t in zip(dataclasses.fields(cls), texts) if not t]
+        assert len(set(texts)) == len(texts), cls.__name__
+        for hint in typing.get_type_hints(cls).values():
+            todo += [t for t in (hint, *typing.get_args(hint), *sum(map(typing.get_args, typing.get_args(hint)), ()))
+                     if dataclasses.is_dataclass(t)]
+    assert {"DataSource", "ProbeConfig", "RerankerOptions"} <= {c.__name__ for c in done}
+
+
+def test_eval_model_defaults_to_the_shipped_model_in_the_config_and_the_cli():
+    from prorank.cli import parse_args
+    from prorank.config import flag_values
+    from prorank.evaluation.job import EvalConfig
+    from prorank.registry import DEFAULT_MODEL
+
+    assert EvalConfig(datasets=["adi"]).model == DEFAULT_MODEL
+    args = parse_args(["eval", "--dataset", "adi"])
+    assert "model" not in flag_values(args, "eval.")  # unset: EvalConfig's default applies
+    assert flag_values(parse_args(["eval", "--dataset", "adi", "--model", "none"]), "eval.")["model"] == "none"
+
+
 def test_rank_from_files(tmp_path, tiny_model_dir, capsys):
     jsonl = tmp_path / "docs.jsonl"
     jsonl.write_text('{"text": "vaccines and immunity", "title": "Vaccines"}\n"plain string doc"\n{"text": "markets"}\n')

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from prorank.config import ConfigError, load_config, parse_overrides
+from prorank.config import ConfigError, load_config, option, parse_overrides
 
 
 @dataclass
@@ -88,27 +88,27 @@ def test_parse_overrides_forms():
 
 @dataclass
 class Documented:
-    # --- data
-    dataset: str = "scifact"  # BEIR folder or name
-    # how many queries (None: all)
-    max_queries: Optional[int] = None
-    window: list = field(default_factory=lambda: [0, 50])  # BM25 ranks [start, end)
-    #                                                        from which negatives are drawn
-    # --- loss: listwise or pairwise
-    loss: str = "listwise"
+    # a comment is not help: only the declaration's is shown
+    dataset: str = option("scifact", "BEIR folder or name")
+    window: list = option([0, 50], "BM25 ranks [start, end)")
+    loss: str = "listwise"  # no help here
     seed: int = field(default=0, metadata={"help": "random seed"})
 
 
-def test_describe_fields_reads_defaults_and_the_source_comments():
+def test_describe_fields_reads_the_declarations_help():
     from prorank.config import describe_fields
 
     assert describe_fields(Documented) == [
         ("dataset", "scifact", "BEIR folder or name"),
-        ("max_queries", "null", "how many queries (None: all)"),
-        ("window", "[0, 50]", "BM25 ranks [start, end) from which negatives are drawn"),
-        ("loss", "listwise", "listwise or pairwise"),
+        ("window", "[0, 50]", "BM25 ranks [start, end)"),
+        ("loss", "listwise", ""),
         ("seed", "0", "random seed"),
     ]
+    a, b = Documented(), Documented()
+    a.window.append(99)
+    assert b.window == [0, 50]  # a list default is copied for each instance
+    with pytest.raises(ValueError, match="help"):
+        option(1, " ")
 
 
 @pytest.mark.parametrize("stage", ["score", "warmup", "pipeline", "heldout"])
@@ -119,7 +119,7 @@ def test_train_help_lists_every_config_key_with_its_default(stage, capsys):
     from prorank.cli import main
     from prorank.cli.train import COMMANDS
 
-    module, cls_name, _ = COMMANDS[stage]
+    module, cls_name, _, example = COMMANDS[stage]
     cls = getattr(importlib.import_module(module), cls_name)
     with pytest.raises(SystemExit):
         main(["train", stage, "--help"])
@@ -128,12 +128,27 @@ def test_train_help_lists_every_config_key_with_its_default(stage, capsys):
         assert f"\n  {f.name} = " in text, f.name
     if stage == "score":
         assert "  max_steps = 100\n      optimizer steps" in text
+    assert f"e.g. {example}" in " ".join(text.split())  # the epilog's example is this command's (wrapped)
+
+
+@pytest.mark.parametrize("stage", ["score", "warmup", "pipeline", "heldout"])
+def test_train_epilog_example_is_accepted_by_its_command(stage):
+    """Each `prorank train STAGE` epilog suggests overrides its own config takes."""
+    import importlib
+    import shlex
+
+    from prorank.cli.train import COMMANDS
+
+    module, cls_name, _, example = COMMANDS[stage]
+    cls = getattr(importlib.import_module(module), cls_name)
+    required = {"models": ["m"]} if stage == "heldout" else {}
+    assert load_config(cls, None, {**required, **parse_overrides(shlex.split(example))})
 
 
 @dataclass
 class ScriptDemo:
-    top_k: int = 10  # candidates per query
-    name: str = "x"
+    top_k: int = option(10, "candidates per query")
+    name: str = option("x", "a name")
 
 
 def test_script_configs_explain_themselves(capsys):

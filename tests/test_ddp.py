@@ -126,7 +126,9 @@ def test_warmup_on_two_processes_writes_once_and_resumes(label_model_dir, pairs_
     config = _write_yaml(tmp_path / "warmup.yaml", {
         "model": str(label_model_dir), "output_dir": str(out), "datasets": [], "jsonl": str(pairs_file),
         "max_length": 128, "num_threads": 1,
-        # per process: 4 completions = 1 prompt x 4 generations; each step samples 2 prompts in all
+        # per process: 4 completions = 1 prompt x 4 generations; each step samples 2 prompts in all,
+        # one of each label (the adopted recipe, WarmupConfig's defaults: balanced batches, expected
+        # baseline, restoring term)
         "grpo": {"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 4, "max_completion_length": 1,
                  "learning_rate": 1e-3, "activation_checkpointing": False, "save_steps": 1, "use_cpu": True}})
     done = launch(["-m", "prorank.cli", "train", "warmup", "--config", str(config)], 2, timeout=TIMEOUT)
@@ -135,6 +137,7 @@ def test_warmup_on_two_processes_writes_once_and_resumes(label_model_dir, pairs_
     ckpt = out / "trainer" / "checkpoint-2"
     assert sorted(p.name for p in ckpt.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
     assert [r["step"] for r in _records(out)] == [1, 2]
+    assert all({"policy_label_one", "label_balance"} <= set(r) for r in _records(out))  # the recipe ran
     assert len((out / "pairs.jsonl").read_text().splitlines()) == 8
     assert json.loads((out / "data.json").read_text())["pairs"] == 8
     assert json.loads((out / "summary.json").read_text())["train"]["global_step"] == 2

@@ -14,7 +14,6 @@ from prorank.train.groups import (
     parse_group,
     read_jsonl_groups,
     scatter_scores,
-    split_queries,
     write_jsonl_groups,
 )
 
@@ -80,15 +79,6 @@ def test_jsonl_roundtrip(tmp_path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"query": "q", "positive": "p", "negative": "n"}\nnot json\n')
     with pytest.raises(ValueError, match="bad.jsonl:2"):
         read_jsonl_groups(tmp_path / "bad.jsonl")
-
-
-def test_split_queries_is_disjoint_and_deterministic() -> None:
-    qids = [str(i) for i in range(50)]
-    train, held = split_queries(qids, 10, seed=1)
-    assert len(held) == 10 and not set(train) & set(held) and sorted(train + held, key=int) == sorted(qids, key=int)
-    assert split_queries(qids, 10, seed=1) == (train, held)
-    with pytest.raises(ValueError):
-        split_queries(qids, 50)
 
 
 def test_encode_groups_masks_ragged_groups(real_tokenizer) -> None:

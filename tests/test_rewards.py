@@ -8,7 +8,6 @@ import pytest
 
 from prorank.train import rewards
 from prorank.train.rewards import (
-    answer_token_reward,
     correctness_reward,
     format_reward,
     normalize_label,
@@ -64,9 +63,3 @@ def test_label_normalization():
     with pytest.raises(ValueError, match="label"):
         normalize_label("maybe")
     assert parse_label("  0 ") == "0" and parse_label("yes") is None
-
-
-def test_answer_token_shaping_reward():
-    completions = ["1", "0\n", "1. The document", "1 because", "10", "01", "yes", "", " 1"]
-    assert answer_token_reward(prompts=[""] * 9, completions=completions) == \
-        [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]

@@ -297,19 +297,43 @@ def test_several_datasets_teacher_distillation_and_dev_fusion(tiny_model_dir, da
     meta = json.loads((tmp_path / "beir" / "model" / "prorank.json").read_text())
     assert meta["fusion"]["method"] == "interpolate" and 0.0 <= meta["fusion"]["weight"] <= 1.0
     assert meta["max_length"] == MAX_LENGTH
+    assert ("calibration" in meta) != ("calibration_error" in meta)  # fitted on the kept step's dev pairs, or why not
 
-    # benchmarks/dev_fusion.py rebuilds the same dev queries from the checkpoint's config; at the
-    # training's depth its interpolation table is the one training tuned the saved weight on
+    # benchmarks/selection.py (the shipped model's choice on dev) scores a checkpoint on a run's dev.json
+    # with the function training evaluates itself with: for the kept step both agree
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from dev_fusion import dev_fusion
+    from selection import from_run, measure  # noqa: E402  (benchmarks/selection.py)
 
-    again = dev_fusion(str(tmp_path / "beir" / "model"), top_k=5)
-    assert again["queries"] == {"all": 5, "scifact": 3, "nfcorpus": 2}
-    assert again["all"]["interpolate"]["best_ndcg@10"] == pytest.approx(meta["fusion"]["dev_fused_ndcg@10"], abs=2e-3)
-    assert again["all"]["model_alone"] == pytest.approx(meta["train"]["dev_ndcg@10"], abs=2e-3)  # the kept step
-    assert set(again["scifact"]) >= {"interpolate", "rrf", "bm25_alone"}
+    from prorank.train.devset import DevSet
+
+    dev_file = tmp_path / "beir" / "dev.json"
+    model, cache = str(tmp_path / "beir" / "model"), str(tmp_path / "scores.sqlite")
+    recorded, scored = from_run(model, dev_file), measure(model, DevSet.load(dev_file), cache)
+    assert measure(model, DevSet.load(dev_file), cache) == scored  # the second time from the score cache
+    assert recorded["ndcg@10"] == pytest.approx(meta["train"]["dev_ndcg@10"])
+    assert scored["ndcg@10"] == pytest.approx(recorded["ndcg@10"], abs=2e-3)
+    assert scored["fused_ndcg@10"] == pytest.approx(recorded["fused_ndcg@10"], abs=2e-3)
+    assert set(scored["per_collection"]) == set(recorded["per_collection"]) == {"scifact:train", "nfcorpus:dev"}
+
+
+def test_stage2_stores_the_calibration_of_its_dev_pairs() -> None:
+    """A kept checkpoint carries the Platt fit of its dev pairs (or says why it could not)."""
+    from prorank.calibration import Calibration
+    from prorank.evaluation.judged_pairs import JudgedPairs
+    from prorank.train.stage2_score import dev_calibration
+
+    def pairs(sign: float) -> JudgedPairs:  # 10 queries x 10 candidates, the first relevant
+        lists = {f"c/q{i}": ([f"d{j}" for j in range(10)], [sign * (3.0 - j + 0.1 * i) for j in range(10)], [0.0] * 10)
+                 for i in range(10)}
+        return JudgedPairs(lists, {k: {"d0": 1} for k in lists}, [{"dataset": "c", "split": "dev"}], 10)
+
+    meta = dev_calibration(pairs(1.0), 256)
+    cal = Calibration.from_dict(meta["calibration"])
+    assert cal.a > 0 and cal.fitted_on["pairs"] == 100 and cal.fitted_on["positives"] == 10
+    assert cal.probability(3.5) > 0.5 > cal.probability(1.0)  # the relevant ones above, the rest below
+    assert "scores do not rise" in dev_calibration(pairs(-1.0), 256)["calibration_error"]
 
 
 def test_dataset_without_the_split_is_named(tmp_path, data_dir) -> None:
@@ -382,7 +406,7 @@ def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path
         "output_dir": str(tmp_path / "p"), "evaluation": None,
         "warmup": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
                    "num_threads": 1,
-                   "grpo": {"max_steps": 1, "per_device_train_batch_size": 2, "num_generations": 2,
+                   "grpo": {"max_steps": 1, "per_device_train_batch_size": 4, "num_generations": 2,
                             "max_completion_length": 2, "use_cpu": True, "report_to": "none",
                             "save_strategy": "no", "logging_steps": 1}},
         "score": {"datasets": [], "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 1,
@@ -410,7 +434,7 @@ def test_an_interrupted_stage1_resumes_in_the_pipeline(tiny_model_dir, groups_fi
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"query": f"q{i}", "document": f"doc {i}", "label": i % 2}) + "\n"
                              for i in range(4)))
-    grpo = {"max_steps": 2, "per_device_train_batch_size": 2, "num_generations": 2, "max_completion_length": 2,
+    grpo = {"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 2,
             "use_cpu": True, "report_to": "none", "save_strategy": "steps", "save_steps": 1, "logging_steps": 1}
     cfg = from_dict(PipelineConfig, {
         "output_dir": str(tmp_path / "p"), "evaluation": None,
@@ -447,7 +471,7 @@ def test_pipeline_chains_lora_warmup_into_one_adapter(tiny_model_dir, groups_fil
         "output_dir": str(tmp_path / "p"), "evaluation": None,
         "warmup": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
                    "num_threads": 1, "lora": {"r": 2, "lora_alpha": 4}, "merge_lora": False,
-                   "grpo": {"max_steps": 1, "per_device_train_batch_size": 2, "num_generations": 2,
+                   "grpo": {"max_steps": 1, "per_device_train_batch_size": 4, "num_generations": 2,
                             "max_completion_length": 2, "use_cpu": True, "report_to": "none",
                             "save_strategy": "no", "logging_steps": 1, "learning_rate": 0.05}},
         "score": {"datasets": [], "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 2,

@@ -11,11 +11,14 @@ from prorank.config import ConfigError, load_config
 from prorank.train.stage1_warmup import WarmupConfig, grpo_args, main
 
 
-def _cfg(model_dir, pairs_file, out, **grpo):
+def _cfg(model_dir, pairs_file, out, recipe=False, **grpo):
+    """A tiny run: plain GRPO (TRL's group baseline, no restoring term, shuffled pairs: the cheapest
+    path), or with ``recipe`` WarmupConfig's defaults, the adopted recipe (two prompts per step)."""
+    plain = {} if recipe else {"baseline": "group", "label_balance": 0.0, "balanced_batches": False}
     return WarmupConfig(
         model=str(model_dir), output_dir=str(out), datasets=[], jsonl=str(pairs_file), max_length=128,
-        num_threads=1,
-        grpo={"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 4,
+        num_threads=1, **plain,
+        grpo={"max_steps": 2, "per_device_train_batch_size": 8 if recipe else 4, "num_generations": 4,
               "max_completion_length": 1, "learning_rate": 1e-3, "activation_checkpointing": False,
               "save_steps": 1, "use_cpu": True, **grpo},
     )
@@ -90,22 +93,31 @@ def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="grpo"):
         grpo_args(WarmupConfig(grpo={"no_such_field": 1}))
     with pytest.raises(ValueError, match="label_balance.*balanced_batches"):
-        WarmupConfig(label_balance=1.0)
+        WarmupConfig(balanced_batches=False)  # the default restoring term needs balanced batches
     with pytest.raises(ValueError, match="label_balance"):
-        WarmupConfig(label_balance=-1.0, balanced_batches=True)
+        WarmupConfig(label_balance=-1.0)
+    with pytest.raises(ValueError, match="reward_weights"):
+        WarmupConfig(reward_weights={"graded_correctness": 1.0})  # retired with its teacher
     args = grpo_args(WarmupConfig(output_dir=str(tmp_path), grpo={"learning_rate": "1e-5", "use_cpu": True},
                                   reward_weights={"format": 0.5, "correctness": 2.0}))
     assert args.learning_rate == 1e-5 and args.reward_weights == [0.5, 2.0, 0.0]  # + label_one at 0
     assert args.output_dir == str(tmp_path / "trainer") and args.max_completion_length == 4
+    # the defaults are the adopted recipe, and a bare grpo block gives it batches it can balance
+    assert args.scale_rewards == "none" and args.shuffle_dataset is False
+    assert args.generation_batch_size // args.num_generations == 4
 
 
-@pytest.mark.parametrize("name", ["warmup.yaml", "warmup-cpu.yaml", "warmup-cpu-levers.yaml"])
+@pytest.mark.parametrize("name", ["warmup.yaml", "warmup-cpu.yaml"])
 def test_shipped_configs_load(name):
-
+    """Both run the adopted recipe (WarmupConfig's defaults)."""
     path = Path(__file__).resolve().parents[1] / "configs" / name
     cfg = load_config(WarmupConfig, path)
     args = grpo_args(cfg)
     assert args.generation_batch_size % args.num_generations == 0
+    defaults = WarmupConfig()
+    for key in ("balanced_batches", "baseline", "label_balance"):
+        assert getattr(cfg, key) == getattr(defaults, key), key
+    assert args.scale_rewards == "none" and (args.generation_batch_size // args.num_generations) % 2 == 0
     with pytest.raises(ConfigError, match="unknown"):
         load_config(WarmupConfig, path, ["--no_such_key", "1"])
 
@@ -174,7 +186,7 @@ def test_end_of_answer_bias_targets_only_the_turn_end_after_a_label(real_tokeniz
     from transformers import GenerationConfig
 
     from prorank.prompt import PromptBuilder
-    from prorank.train.stage1_warmup import end_of_answer_bias
+    from prorank.train.grpo_trainer import end_of_answer_bias
 
     builder = PromptBuilder(real_tokenizer, 128)
     bias = end_of_answer_bias(builder, 8.0)
@@ -201,17 +213,16 @@ def test_exploration_schedule_is_logged(label_model_dir, pairs_file, tmp_path):
 def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, tmp_path, data_dir):
     """Two prompts per step read in order 1, 0, 1, 0; the label_one diagnostic and the held-out
     probe (real scifact pairs, before training and every step) land in log.jsonl."""
-    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", per_device_train_batch_size=8)
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", recipe=True)
     from prorank.train.probe import ProbeConfig
 
-    cfg.balanced_batches, cfg.baseline = True, "batch"
     cfg.probe = ProbeConfig(dataset="scifact", split="test", max_queries=4, max_pairs=6, every=1)
     cfg.data_dir = str(data_dir)
     args = grpo_args(cfg)
     assert args.shuffle_dataset is False and args.generation_batch_size // args.num_generations == 2
     main(cfg)
     before, after = _weights(label_model_dir), _weights(tmp_path / "run" / "model")
-    assert max(float((before[k] - after[k]).abs().max()) for k in before) > 0  # the batch baseline trains
+    assert max(float((before[k] - after[k]).abs().max()) for k in before) > 0
     labels = [json.loads(line)["label"] for line in (tmp_path / "run" / "pairs.jsonl").read_text().splitlines()]
     assert labels == ["1", "0"] * 4
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -222,141 +233,31 @@ def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, t
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"]["order"] == "balanced"
 
-    # benchmarks/warmup_levers.py reads the run's log and, once measured, its held-out report
-    import sys
-
-    from prorank.train.heldout import HeldoutConfig
-    from prorank.train.heldout import main as measure
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from warmup_levers import summarise
-
-    row = summarise(tmp_path / "run")
-    assert row["steps"] == 2 and row["heldout"] is None
-    assert [p[0] for p in row["probe"]["series"]] == [1, 2] and row["settings"]["baseline"] == "batch"
-    report = measure(HeldoutConfig(models=[str(label_model_dir), str(tmp_path / "run" / "model")],
-                                   names=["zero-shot", "warmup"], data_dir=str(data_dir), max_queries=3, max_pairs=4,
-                                   ranking_queries=0, output=str(tmp_path / "run" / "heldout.json")))
-    warm = report["models"][1]
-    held = summarise(tmp_path / "run")["heldout"]
-    assert held["pairs"] == 4 and held["format_rate"] == warm["format_rate"]
-    assert held["label_one_share"] == round(warm["answered"]["1"] / 4, 4)
-    assert held["score_auc"] == round(warm["score_auc"], 4) and held["zero_shot_auc"] is not None
-    assert held["score_std"] == round(warm["score_std"], 4) and held["zero_shot_score_std"] > 0
-
-    # --keep: rows of runs no longer on disk stay; a named run is added or replaced
-    import warmup_levers
-
-    out, run = tmp_path / "levers.json", tmp_path / "run"
-    warmup_levers.main(["--run", f"a={run}", "--run", f"b={run}", "--out", str(out)])
-    rows = json.loads(out.read_text())["runs"]
-    rows[0]["steps"] = 99  # as if run a had been measured elsewhere
-    out.write_text(json.dumps({**json.loads(out.read_text()), "runs": rows}))
-    record = warmup_levers.main(["--run", f"b={run}", "--run", f"c={run}", "--out", str(out), "--keep"])
-    assert [(r["name"], r["steps"]) for r in record["runs"]] == [("a", 99), ("b", 2), ("c", 2)]
-    assert len(record["earlier"]) == 1 and "a=" in record["earlier"][0]["command"]
-    assert [r["name"] for r in warmup_levers.main(["--run", f"d={run}", "--out", str(out)])["runs"]] == ["d"]
-    named = warmup_levers.main(["--run", f"lr=1e-4 (grpo.learning_rate=1e-4)={run}", "--out", str(out)])
-    assert [r["name"] for r in named["runs"]] == ["lr=1e-4 (grpo.learning_rate=1e-4)"]  # split at the last "="
-
-
-def test_negatives_curriculum_reads_harder_negatives_later(data_dir):
-    """The curriculum splits the queries into parts read in order, each part balanced 1, 0, 1, 0 and
-    its negatives drawn from its own BM25 rank window (checked against the real BM25 ranking)."""
-    from prorank.train import pairs as P
-    from prorank.train.negatives import ranked_docids
-    from prorank.train.sources import DataSource
-    from prorank.train.stage1_warmup import build_pairs
-
-    cfg = WarmupConfig(datasets=[DataSource("scifact", "train", max_queries=8, max_positives_per_query=1)],
-                       data_dir=str(data_dir), balanced_batches=True, negatives_depth=50,
-                       negatives_curriculum=[[20, 50], [0, 3]])
-    items, source = build_pairs(cfg, progress=False)
-    assert source["negatives"]["curriculum"] == [[20, 50], [0, 3]] and source["curriculum_pairs"] == [8, 8]
-    assert [p.stage for p in items] == [0] * 8 + [1] * 8
-    assert [p.label for p in items] == ["1", "0"] * 8
-    assert len({p.qid for p in items[:8]} & {p.qid for p in items[8:]}) == 0  # disjoint query parts
-    data = P.load_beir("scifact", "train", data_dir)
-    ranking = ranked_docids(P.bm25_searcher(data.path), {p.qid: p.query for p in items}, 50, progress=False)
-    for p in items:
-        if p.label == "0":
-            start, end = cfg.negatives_curriculum[p.stage]
-            assert start <= ranking[p.qid].index(p.docid) < end
-    capped, _ = build_pairs(WarmupConfig(**{**cfg.__dict__, "max_pairs": 8}), progress=False)
-    assert [p.stage for p in capped] == [0] * 4 + [1] * 4  # max_pairs caps each part, so the last is reached
-
-    with pytest.raises(ValueError, match="balanced_batches"):
-        WarmupConfig(negatives_curriculum=[[0, 10]])
-    with pytest.raises(ValueError, match="negatives_depth"):
-        WarmupConfig(balanced_batches=True, negatives_curriculum=[[50, 150]])
-
-
-def test_teacher_scores_grade_the_correctness_reward(label_model_dir, data_dir, tmp_path):
-    """`teacher`: every pair gets the real MiniLM+BM25 teacher's score (positives above negatives on
-    average); the scores survive pairs.jsonl and reach TRL's graded_correctness reward in a real run."""
-    from prorank.train import pairs as P
-    from prorank.train.sources import DataSource
-    from prorank.train.stage1_warmup import build_pairs
-
-    cfg = WarmupConfig(datasets=[DataSource("scifact", "train", max_queries=12, max_positives_per_query=1)],
-                       data_dir=str(data_dir), teacher="all-minilm-l6-v2",
-                       reward_weights={"format": 1.0, "graded_correctness": 1.0})
-    items, source = build_pairs(cfg, progress=False)
-    assert all(0.0 <= p.teacher <= 1.0 for p in items)
-    mean = {lab: sum(p.teacher for p in items if p.label == lab) / 12 for lab in "01"}
-    assert mean["1"] > mean["0"], mean
-    assert 0.0 <= source["datasets"][0]["teacher"]["bm25_weight"] <= 1.0
-
-    path = P.write_jsonl_pairs(items[:8], tmp_path / "graded.jsonl")
-    assert [p.teacher for p in P.read_jsonl_pairs(path)] == [p.teacher for p in items[:8]]
-    run = _cfg(label_model_dir, path, tmp_path / "run")
-    run.reward_weights = {"format": 1.0, "graded_correctness": 1.0}
-    main(run)
-    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2]
-    assert all(0.0 <= r["rewards/graded_correctness_reward/mean"] <= 1.0 for r in records)
-
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"query": "q", "document": "d", "label": 1, "teacher": 1.5}) + "\n")
-    with pytest.raises(ValueError, match="teacher must be a number in"):
-        P.read_jsonl_pairs(bad)
-    plain = tmp_path / "plain.jsonl"
-    plain.write_text(json.dumps({"query": "q", "document": "d", "label": 1}) + "\n")
-    with pytest.raises(ValueError, match="need a 'teacher' score"):
-        build_pairs(WarmupConfig(datasets=[], jsonl=str(plain), reward_weights={"graded_correctness": 1.0}),
-                    progress=False)
-    with pytest.raises(ValueError, match="needs teacher scores"):
-        WarmupConfig(reward_weights={"graded_correctness": 1.0})
-
 
 def test_expected_baseline_advantages_are_reward_minus_the_policys_expected_reward(
         label_model_dir, pairs_file, tmp_path, monkeypatch):
-    """baseline: expected -- each completion's advantage in the first step is its reward minus its
-    prompt's expected reward under the untrained policy (answers of up to two tokens: a label, then
-    the end of the turn), recomputed here from unpadded forward passes of the checkpoint; the run
-    trains and logs the policy's own label-1 probability."""
+    """The adopted recipe (WarmupConfig's defaults) -- each completion's advantage in the first step
+    is its reward minus its prompt's expected reward under the untrained policy (answers of up to two
+    tokens: a label, then the end of the turn), recomputed here from unpadded forward passes of the
+    checkpoint; the run trains and logs the policy's own label-1 probability and the restoring term."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from prorank.prompt import LABELS, PromptBuilder
-    from prorank.train import baseline
+    from prorank.train import grpo_trainer
 
     seen = []
-    real = baseline.grpo_trainer_class
 
-    def recording(name, label_token_ids=None):
-        class Recording(real(name, label_token_ids)):
-            def _generate_and_score_completions(self, inputs):
-                output = super()._generate_and_score_completions(inputs)
-                seen.append(([dict(r) for r in inputs], output["completion_ids"].tolist(),
-                             output["advantages"].tolist()))
-                return output
-        return Recording
+    class Recording(grpo_trainer.WarmupTrainer):  # the real trainer, its first step's advantages kept
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            seen.append(([dict(r) for r in inputs], output["completion_ids"].tolist(),
+                         output["advantages"].tolist()))
+            return output
 
-    monkeypatch.setattr(baseline, "grpo_trainer_class", recording)
-    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", per_device_train_batch_size=8, scale_rewards="none",
-               max_completion_length=2)
-    cfg.balanced_batches, cfg.baseline = True, "expected"
+    monkeypatch.setattr(grpo_trainer, "WarmupTrainer", Recording)
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", recipe=True, max_completion_length=2)
+    assert (cfg.baseline, cfg.label_balance, cfg.balanced_batches) == ("expected", 1.0, True)
     main(cfg)
     before, after = _weights(label_model_dir), _weights(tmp_path / "run" / "model")
     assert max(float((before[k] - after[k]).abs().max()) for k in before) > 0
@@ -380,6 +281,7 @@ def test_expected_baseline_advantages_are_reward_minus_the_policys_expected_rewa
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["policy_label_one"] <= 1.0 and 0.0 < r["exact_answer_mass"] < r["label_mass"] <= 1.0
                for r in records)
+    assert all(r["label_balance"] >= 0.0 and 0.0 <= r["answer_label_one"] <= 1.0 for r in records)
 
 
 def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
@@ -389,9 +291,9 @@ def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
     with pytest.raises(ValueError, match="shuffle_dataset"):
         WarmupConfig(balanced_batches=True, grpo={"shuffle_dataset": True})
     with pytest.raises(ValueError, match="baseline"):
-        WarmupConfig(baseline="prompt")
+        WarmupConfig(baseline="batch")  # retired
     with pytest.raises(ValueError, match="scale_rewards: none"):
-        WarmupConfig(baseline="expected")
+        WarmupConfig(grpo={"scale_rewards": "group"})
     with pytest.raises(ValueError, match="probe.every"):
         WarmupConfig(probe={"every": 0})
 
@@ -399,94 +301,17 @@ def test_balanced_batches_need_an_even_prompt_count_and_no_shuffling(tmp_path):
 def test_doctests_of_pairs_rewards_and_probe():
     import doctest
 
-    from prorank.train import answers, baseline, label_balance, pairs, probe, rewards
+    from prorank.train import answers, grpo_trainer, pairs, probe, rewards
 
-    for module in (answers, baseline, label_balance, pairs, probe, rewards):
+    for module in (answers, grpo_trainer, pairs, probe, rewards):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
-def test_gpu_levers_run_from_recorded_pairs(label_model_dir, pairs_file, tmp_path):
-    """benchmarks/warmup_gpu.py run (the device-machine path): each lever a `prorank train warmup`
-    process on recorded pairs (training, probe and held-out read from JSONL, no BM25), gathered into
-    one JSON with its held-out result, probe curve and the overrides that define it."""
-    import shutil
-    import sys
-
-    import yaml
-
-    pairs = tmp_path / "pairs"
-    pairs.mkdir()
-    for name in ("train", "probe", "heldout"):
-        shutil.copy(pairs_file, pairs / f"{name}.jsonl")
-    config = tmp_path / "warmup.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": str(label_model_dir), "max_length": 128, "balanced_batches": True, "baseline": "batch",
-        "probe": {"max_pairs": 8}, "heldout": {"max_pairs": 4, "max_new_tokens": 2},
-        "grpo": {"per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 2,
-                 "learning_rate": 1e-3, "activation_checkpointing": False}}))
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from warmup_gpu import run
-
-    result = run(pairs, tmp_path / "out", minutes=10, levers=["recipe", "kl"], config=str(config),
-                 extra=["grpo.max_steps=2", "probe.every=1", "num_threads=1"], runs=tmp_path / "runs")
-    rows = {r["lever"]: r for r in result["levers"]}
-    assert [r["returncode"] for r in rows.values()] == [0, 0], [r.get("tail") for r in rows.values()]
-    for name, row in rows.items():
-        assert row["steps"] == 2 and [p[0] for p in row["probe"]["series"]] == [1, 2]
-        assert all(0.0 <= p[1] <= 1.0 for p in row["probe"]["series"])
-        assert row["heldout"]["pairs"] == 4 and 0.0 <= row["heldout"]["score_auc"] <= 1.0
-        report = json.loads((tmp_path / "runs" / name / "heldout.json").read_text())
-        assert [m["name"] for m in report["models"]] == ["zero-shot", "warmup"] and "jsonl" in report["pairs"]
-        assert (tmp_path / "out" / f"log-{name}.jsonl").is_file()
-    assert "grpo.beta=0.04" in rows["kl"]["command"] and "grpo.beta" not in rows["recipe"]["command"]
-    saved = json.loads((tmp_path / "out" / "warmup-gpu-levers.json").read_text())
-    assert [r["lever"] for r in saved["levers"]] == ["recipe", "kl"]
-
-
-def _answer_label_one(model_dir, prompts):
-    """Mean p(1) / (p(0) + p(1)) at the answer position of ``prompts`` (unpadded forwards)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from prorank.prompt import PromptBuilder
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    ids = list(PromptBuilder(tok, 128).answer_token_ids)
-    with torch.no_grad():
-        return sum(float(torch.softmax(model(torch.tensor([tok(p)["input_ids"]])).logits[0, -1, ids], dim=-1)[1])
-                   for p in prompts) / len(prompts)
-
-
-def test_label_balance_term_pulls_the_shared_label_bias_back_to_even(label_model_dir, pairs_file, tmp_path):
-    """label_balance: the logged answer_label_one of step 1 is the untrained model's mean
-    p(1) / (p(0) + p(1)) over that step's two prompts (recomputed here from unpadded forwards), and
-    a run whose base model leans to one label ends closer to 1:1 with the term than without it."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from prorank.prompt import PromptBuilder
-    from prorank.train.pairs import read_jsonl_pairs
-
-    leaning = tmp_path / "leaning"  # the label model with its label-1 logit raised by ~2.5 on the pairs
-    tok = AutoTokenizer.from_pretrained(label_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(label_model_dir, dtype=torch.float32)
-    builder = PromptBuilder(tok, 128)
-    with torch.no_grad():
-        hidden = torch.stack([model.model(torch.tensor([builder.encode(p.query, p.document).input_ids]))
-                              .last_hidden_state[0, -1] for p in read_jsonl_pairs(pairs_file)]).mean(0)
-        model.lm_head.weight[builder.answer_token_ids[1]] += 2.5 * hidden / hidden.dot(hidden)
-    model.save_pretrained(leaning)
-    tok.save_pretrained(leaning)
-
-    _assert_the_term_pulls_back_to_even(leaning, pairs_file, tmp_path, "first_token", _answer_label_one)
-
-
-def _assert_the_term_pulls_back_to_even(model_dir, pairs_file, tmp_path, answer, share):
-    """Four steps of ``model_dir`` without the term and with ``label_balance: 20`` on ``answer``
-    (balanced batches, batch baseline): step 1's logged answer_label_one is ``share`` of that
-    step's two prompts before training, and the run with the term ends closer to 1:1 (``share``
-    over all prompts) than the start and than the run without it."""
+def _assert_the_term_pulls_back_to_even(model_dir, pairs_file, tmp_path, share):
+    """Four steps of ``model_dir`` without the term and with ``label_balance: 20`` (balanced batches,
+    TRL's group baseline): step 1's logged answer_label_one is ``share`` of that step's two prompts
+    before training, and the run with the term ends closer to 1:1 (``share`` over all prompts)
+    than the start and than the run without it."""
     from transformers import AutoTokenizer
 
     from prorank.prompt import PromptBuilder
@@ -495,10 +320,9 @@ def _assert_the_term_pulls_back_to_even(model_dir, pairs_file, tmp_path, answer,
     builder = PromptBuilder(AutoTokenizer.from_pretrained(model_dir), 128)
     ends = {}
     for coef in (0.0, 20.0):
-        out = tmp_path / f"run-{answer}-{coef:g}"
+        out = tmp_path / f"run-{coef:g}"
         cfg = _cfg(model_dir, pairs_file, out, per_device_train_batch_size=8, max_steps=4, learning_rate=3e-4)
-        cfg.balanced_batches, cfg.baseline = True, "batch"
-        cfg.label_balance, cfg.label_balance_answer = coef, answer
+        cfg.balanced_batches, cfg.label_balance = True, coef
         main(cfg)
         prompts = [builder.encode(p.query, p.document).text for p in read_jsonl_pairs(out / "pairs.jsonl")]
         records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -539,18 +363,16 @@ def _exact_label_one(model_dir, prompts):
 
 
 def test_label_balance_on_exact_answers_balances_whole_answers(label_model_dir, pairs_file, tmp_path):
-    """label_balance_answer: exact: the logged answer_label_one of step 1 is the untrained model's
-    mean P(exactly 1) / (P(exactly 0) + P(exactly 1)) over that step's prompts (recomputed from
-    unpadded forwards), and for a model whose turn rarely ends after ``1`` (first tokens even,
-    whole answers leaning to ``0``) the exact term brings whole answers closer to 1:1 than no term."""
+    """label_balance: the logged answer_label_one of step 1 is the untrained model's mean
+    P(exactly 1) / (P(exactly 0) + P(exactly 1)) over that step's prompts (recomputed from unpadded
+    forwards), and for a model whose turn rarely ends after ``1`` (first tokens even, whole answers
+    leaning to ``0``) the term brings whole answers closer to 1:1 than no term."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from prorank.prompt import PromptBuilder
     from prorank.train.pairs import read_jsonl_pairs
 
-    with pytest.raises(ValueError, match="label_balance_answer"):
-        WarmupConfig(label_balance=1.0, balanced_batches=True, label_balance_answer="last")
     stalling = tmp_path / "stalling"  # end of turn after "1" lowered by 4 against after "0"
     tok = AutoTokenizer.from_pretrained(label_model_dir)
     model = AutoModelForCausalLM.from_pretrained(label_model_dir, dtype=torch.float32)
@@ -564,5 +386,5 @@ def test_label_balance_on_exact_answers_balances_whole_answers(label_model_dir, 
     model.save_pretrained(stalling)
     tok.save_pretrained(stalling)
 
-    start = _assert_the_term_pulls_back_to_even(stalling, pairs_file, tmp_path, "exact", _exact_label_one)
+    start = _assert_the_term_pulls_back_to_even(stalling, pairs_file, tmp_path, _exact_label_one)
     assert start < 0.3, start  # the construction: whole answers lean to 0

@@ -4,7 +4,7 @@ Stage 1's answer is one of the labels (``prorank.prompt.LABELS``) and then the e
 each distinct prompt of a step and each label ``a``, one row ``prompt + a`` is run through the
 model and two positions are read: the last prompt position (``p(a)`` as the answer's first token)
 and the label's position (``p(end of turn | prompt, a)``). Their product is the probability that
-the sampled answer is exactly ``a``. Used by the expected baseline (``train/baseline.py``, without
+the sampled answer is exactly ``a``. Used by the expected baseline (``train/grpo_trainer.py``, without
 gradient, under the sampling settings) and by ``label_balance`` on exact answers (with gradient,
 under the model's own logits).
 """

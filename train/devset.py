@@ -88,6 +88,7 @@ class DevResult:
     fusion_weight: float  # best interpolation weight of BM25 on these queries
     fused_ndcg: float
     fusion_table: dict[float, float]
+    pairs: Any = None  # prorank.evaluation.judged_pairs.JudgedPairs: every candidate's raw score and judgments
 
     def log_record(self) -> dict[str, float]:
         rec = {"dev_ndcg@10": self.ndcg, "dev_fused_ndcg@10": self.fused_ndcg, "dev_fusion_weight": self.fusion_weight}
@@ -112,12 +113,27 @@ def score_lists(reranker: Any, dev: DevSet, instruction: str | None = None
     return lists, qrels
 
 
-def evaluate(reranker: Any, dev: DevSet, instruction: str | None = None) -> DevResult:
-    """Rerank every dev query's candidates with ``reranker``; model and fused nDCG@10."""
+def judged_pairs(reranker: Any, dev: DevSet, instruction: str | None = None, cache: Any = None) -> Any:
+    """The dev candidates scored raw, as ``prorank.evaluation.judged_pairs.JudgedPairs`` (what a
+    calibration is fitted on); through the score ``cache`` (``prorank.evaluation.cache``) when given."""
+    from prorank.evaluation.judged_pairs import JudgedPairs, score_devset
+
+    if cache is not None:
+        return score_devset(reranker, dev, cache, instruction)
+    lists, qrels = score_lists(reranker, dev, instruction)
+    collections = [{"dataset": c.name, "split": c.split, "path": c.path, "queries": len(c.qids)}
+                   for c in dev.collections]
+    return JudgedPairs(lists, qrels, collections, dev.top_k, scored=sum(len(v[0]) for v in lists.values()))
+
+
+def evaluate(reranker: Any, dev: DevSet, instruction: str | None = None, cache: Any = None) -> DevResult:
+    """Rerank every dev query's candidates with ``reranker`` (raw scores; through the score
+    ``cache`` when given); model and fused nDCG@10, and the scored pairs."""
     from prorank.evaluation.metrics import evaluate as metrics_of
     from prorank.fusion import tune_weight
 
-    lists, qrels = score_lists(reranker, dev, instruction)
+    pairs = judged_pairs(reranker, dev, instruction, cache)
+    lists, qrels = pairs.lists, pairs.qrels
     per_collection: dict[str, float] = {}
     all_ndcg: list[float] = []
     for col in dev.collections:
@@ -127,4 +143,4 @@ def evaluate(reranker: Any, dev: DevSet, instruction: str | None = None) -> DevR
         all_ndcg += values
     weight, table = tune_weight(lists, qrels, "interpolate")
     return DevResult(ndcg=sum(all_ndcg) / len(all_ndcg), per_collection=per_collection, fusion_weight=weight,
-                     fused_ndcg=table[weight], fusion_table=table)
+                     fused_ndcg=table[weight], fusion_table=table, pairs=pairs)

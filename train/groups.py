@@ -106,43 +106,6 @@ def build_groups(
     return groups
 
 
-def beir_groups(
-    corpus: Mapping[str, Document],
-    queries: Mapping[str, str],
-    qrels: Mapping[str, Mapping[str, int]],
-    searcher: Any,
-    *,
-    n_negatives: int = 3,
-    pool: int | None = None,
-    depth: int = 100,
-    window: Sequence[int] | None = None,
-    exclude_judged: bool = False,
-    seed: int = 0,
-    progress: bool = True,
-) -> list[Group]:
-    """Groups for the judged queries in ``queries``: qrels positives + BM25 hard negatives.
-
-    ``searcher`` is a ``BM25Searcher`` (or a precomputed run, see ``mine_negatives``).
-    ``pool`` negatives (default ``n_negatives``) are mined per query inside ``window`` of the
-    top-``depth`` ranking; each positive's group samples ``n_negatives`` of them.
-    """
-    from prorank.train.negatives import mine_negatives
-
-    asked = {q: t for q, t in queries.items() if q in qrels}
-    mined = mine_negatives(
-        searcher,
-        asked,
-        qrels,
-        depth=depth,
-        window=window,
-        per_query=max(pool or n_negatives, n_negatives),
-        seed=seed,
-        exclude_judged=exclude_judged,
-        progress=progress,
-    )
-    return build_groups(corpus, asked, qrels, mined, n_negatives, seed)
-
-
 def group_to_json(group: Group) -> dict[str, Any]:
     """The JSONL object of a group (the scored-list form, read back by :func:`parse_group`)."""
     obj: dict[str, Any] = {"query": group.query, "documents": list(group.docs), "labels": list(group.labels)}
@@ -256,16 +219,6 @@ def read_jsonl_groups(path: str | Path) -> list[Group]:
     if not out:
         raise ValueError(f"{path}: no training groups")
     return out
-
-
-def split_queries(qids: Iterable[str], n_holdout: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Deterministically split query ids into ``(train, holdout)`` with ``n_holdout`` held out."""
-    ordered = sorted({str(q) for q in qids})
-    if n_holdout < 0 or n_holdout >= len(ordered):
-        raise ValueError(f"cannot hold out {n_holdout} of {len(ordered)} queries")
-    rng = random.Random(f"prorank-split:{seed}")
-    held = set(rng.sample(ordered, n_holdout))
-    return [q for q in ordered if q not in held], [q for q in ordered if q in held]
 
 
 @dataclass

@@ -21,11 +21,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from prorank.config import to_dict
+from prorank.config import option, to_dict
 from prorank.options import RerankerOptions
 
 __all__ = ["HeldoutConfig", "heldout_pairs", "generate_answers", "roc_auc", "score_std", "answer_metrics", "main"]
@@ -35,32 +35,34 @@ RESULT_FORMAT = "prorank-warmup-heldout-v1"
 
 @dataclass
 class HeldoutConfig:
-    models: list[str] = field(default_factory=list)  # aliases/folders/checkpoints, in report order
-    names: list[str] | None = None  # display names (default: the model strings)
-    dataset: str = "scifact"
-    data_dir: str | None = None
-    # or fixed pairs from a JSONL file of {"query", "document", "label"} rows (order kept;
-    # prorank.train.pairs.read_jsonl_pairs) instead of BM25 over the split: a machine without Java
-    # measures pairs recorded on one with it. The ranking effect still needs the BEIR split.
-    jsonl: str | None = None
-    split: str = "test"
-    max_queries: int | None = 100  # seeded sample of judged queries for the pairs
-    # JSONL pair files (e.g. a warmup's OUTPUT_DIR/pairs.jsonl) whose queries (qid) are left out
-    # before sampling: held-out pairs from a training split's queries that the run did not see
-    exclude_queries_of: list[str] = field(default_factory=list)
-    max_pairs: int | None = 200
-    negatives_depth: int = 100
-    negatives_window: list[int] = field(default_factory=lambda: [0, 100])
-    negatives_per_positive: int = 1
-    seed: int = 0
-    # the models' settings (prorank.options.RerankerOptions); batch_size is also the generation batch
-    reranker: RerankerOptions = field(default_factory=lambda: RerankerOptions(max_length=512, batch_size=8))
-    max_new_tokens: int = 4
-    ranking_queries: int = 50  # 0 skips the ranking effect
-    ranking_top_k: int = 20
-    num_threads: int | None = None
-    output: str | None = None  # JSON file
-    eval_dir: str | None = None  # where the ranking runs go (default: next to output, or runs/)
+    """``prorank train heldout``: which models, on which pairs, with which settings."""
+
+    models: list[str] = option([], "aliases, folders or checkpoints to measure, in report order")
+    names: list[str] | None = option(None, "display names, one per model (default: the model strings)")
+    dataset: str = option("scifact", "BEIR folder or name of the held-out pairs and the ranking effect")
+    data_dir: str | None = option(None, "where dataset names are looked up (default: $PRORANK_DATA_DIR)")
+    jsonl: str | None = option(None, "fixed pairs from a JSONL file of {query, document, label} rows (order kept) "
+                               "instead of BM25 over the split: a machine without Java measures pairs recorded on "
+                               "one with it (the ranking effect still needs the BEIR split)")
+    split: str = option("test", "qrels split of the pairs and the ranking effect")
+    max_queries: int | None = option(100, "seeded sample of judged queries for the pairs")
+    exclude_queries_of: list[str] = option([], "JSONL pair files (e.g. a warmup's OUTPUT_DIR/pairs.jsonl) whose "
+                                           "queries (qid) are left out before sampling: pairs of a training split's "
+                                           "queries the run did not see")
+    max_pairs: int | None = option(200, "cap on the pairs (positives + BM25 negatives)")
+    negatives_depth: int = option(100, "BM25 results retrieved per query")
+    negatives_window: list[int] = option([0, 100], "BM25 ranks [start, end) the negatives are drawn from")
+    negatives_per_positive: int = option(1, "negatives per positive")
+    seed: int = option(0, "seed of the query sample and the negatives")
+    reranker: RerankerOptions = option(RerankerOptions(max_length=512, batch_size=8), "the models' settings "
+                                       "(prorank.options.RerankerOptions); batch_size is also the generation batch")
+    max_new_tokens: int = option(4, "greedy tokens generated per pair")
+    ranking_queries: int = option(50, "first judged queries whose BM25 top-k each model reranks (nDCG@10); "
+                                  "0 skips the ranking effect")
+    ranking_top_k: int = option(20, "BM25 candidates reranked per query for the ranking effect")
+    num_threads: int | None = option(None, "torch CPU threads (default: torch's)")
+    output: str | None = option(None, "JSON file of the result")
+    eval_dir: str | None = option(None, "where the ranking runs go (default: next to output, or runs/)")
 
     def __post_init__(self) -> None:
         if not self.models:

@@ -16,11 +16,11 @@ or a precomputed run: a mapping ``qid -> ranked docids`` (or ``qid -> {docid: sc
 from __future__ import annotations
 
 import random
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-__all__ = ["hit_docid", "ranked_docids", "positives", "mine_negatives", "iter_pairs"]
+__all__ = ["hit_docid", "ranked_docids", "positives", "mine_negatives"]
 
 
 def hit_docid(hit: Any) -> str:
@@ -143,10 +143,3 @@ def mine_negatives(
             chosen = [d for i, d in enumerate(candidates) if i in picked]
         out[qid] = chosen
     return out
-
-
-def iter_pairs(negatives: Mapping[str, Iterable[str]]) -> Iterable[tuple[str, str]]:
-    """Flatten ``qid -> [docid]`` into ``(qid, docid)`` pairs in order."""
-    for qid, docs in negatives.items():
-        for docid in docs:
-            yield qid, docid

@@ -43,8 +43,6 @@ class Pair:
     label: str
     qid: str = ""
     docid: str = ""
-    stage: int = 0  # curriculum stage (index of its negatives' rank window); 0 without one
-    teacher: float | None = None  # a teacher's relevance score in [0, 1] (graded_correctness_reward)
 
 
 def load_beir(dataset: str | Path, split: str, data_dir: str | Path | None = None) -> BeirDataset:
@@ -71,7 +69,6 @@ def beir_pairs(
     exclude_judged: bool = False,
     seed: int = 0,
     progress: bool = True,
-    curriculum: Sequence[Sequence[int]] | None = None,
     exclude_qids: Collection[str] = (),
 ) -> list[Pair]:
     """Positives from qrels plus BM25 negatives, shuffled under ``seed``.
@@ -79,10 +76,9 @@ def beir_pairs(
     ``searcher`` is a ``search(query, k)`` object or a precomputed run ``qid -> ranked docids``.
     Only queries with a relevant document in the corpus and not in ``exclude_qids`` are used; with
     ``max_queries`` a seeded sample of them. Each query gets ``negatives_per_positive * n_positives``
-    negatives (fewer if the window holds fewer non-positive candidates).
-
-    ``curriculum`` (rank windows, easiest first) splits the queries into as many seeded parts of
-    equal size: part ``k`` takes its negatives from window ``k`` and its pairs carry ``stage=k``.
+    negatives (fewer if the window holds fewer non-positive candidates). Positives are the lowest
+    docids first (stage 2's ``prorank.train.sources.positives_of`` takes the best grades first: the
+    pairs of the adopted stage-1 runs are kept as they were drawn).
     """
     if negatives_per_positive < 0:
         raise ValueError(f"negatives_per_positive must be >= 0, got {negatives_per_positive}")
@@ -98,14 +94,8 @@ def beir_pairs(
         qids = sorted(rng.sample(qids, min(max_queries, len(qids))))
     chosen = {q: data.queries[q] for q in qids}
     run = ranked_docids(searcher, chosen, depth, progress=progress)
-    stage_of = dict.fromkeys(qids, 0)
-    if curriculum:
-        mixed = list(qids)
-        random.Random(f"prorank-curriculum:{seed}").shuffle(mixed)
-        stage_of = {q: i * len(curriculum) // len(mixed) for i, q in enumerate(mixed)}
     pairs: list[Pair] = []
     for qid in qids:
-        stage = stage_of[qid]
         pos = sorted(d for d in positives(data.qrels.get(qid)) if d in data.corpus)
         if max_positives_per_query is not None:
             pos = pos[:max_positives_per_query]
@@ -114,21 +104,21 @@ def beir_pairs(
             {qid: chosen[qid]},
             data.qrels,
             depth=depth,
-            window=curriculum[stage] if curriculum else window,
+            window=window,
             per_query=negatives_per_positive * len(pos),
             seed=seed,
             exclude_judged=exclude_judged,
             progress=False,
         )[qid]
-        pairs += [Pair(chosen[qid], data.corpus[d], "1", qid, d, stage) for d in pos]
-        pairs += [Pair(chosen[qid], data.corpus[d], "0", qid, d, stage) for d in negs]
+        pairs += [Pair(chosen[qid], data.corpus[d], "1", qid, d) for d in pos]
+        pairs += [Pair(chosen[qid], data.corpus[d], "0", qid, d) for d in negs]
     rng.shuffle(pairs)
     return pairs
 
 
 def read_jsonl_pairs(path: str | Path) -> list[Pair]:
     """Pairs from a JSONL file of ``{"query", "document", "label"}`` rows (order kept); optional
-    ``qid``, ``docid`` and ``teacher`` (a relevance score in [0, 1])."""
+    ``qid`` and ``docid``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"jsonl: pairs file not found: {path}")
@@ -142,11 +132,8 @@ def read_jsonl_pairs(path: str | Path) -> list[Pair]:
             label = normalize_label(row["label"])
         except ValueError as err:
             raise ValueError(f"{path}:{n}: {err}") from None
-        teacher = row.get("teacher")
-        if teacher is not None and not (isinstance(teacher, (int, float)) and 0.0 <= teacher <= 1.0):
-            raise ValueError(f"{path}:{n}: teacher must be a number in [0, 1], got {teacher!r}")
         out.append(Pair(str(row["query"]), row["document"], label, str(row.get("qid", "")),
-                        str(row.get("docid", "")), teacher=None if teacher is None else float(teacher)))
+                        str(row.get("docid", ""))))
     if not out:
         raise ValueError(f"jsonl: {path} holds no pairs")
     return out
@@ -155,8 +142,8 @@ def read_jsonl_pairs(path: str | Path) -> list[Pair]:
 def write_jsonl_pairs(pairs: Iterable[Pair], path: str | Path) -> Path:
     """Write pairs as plain JSONL rows (the format ``read_jsonl_pairs`` reads), atomically."""
     lines = [
-        json.dumps({"qid": p.qid, "docid": p.docid, "query": p.query, "document": p.document, "label": p.label,
-                    **({} if p.teacher is None else {"teacher": p.teacher})}, ensure_ascii=False)
+        json.dumps({"qid": p.qid, "docid": p.docid, "query": p.query, "document": p.document, "label": p.label},
+                   ensure_ascii=False)
         for p in pairs
     ]
     return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
@@ -165,17 +152,9 @@ def write_jsonl_pairs(pairs: Iterable[Pair], path: str | Path) -> Path:
 def prompt_rows(
     pairs: Sequence[Pair], builder: PromptBuilder, instruction: str | None = None
 ) -> list[dict[str, str]]:
-    """Training rows ``{"prompt", "label", "qid", "docid"}`` with the shared, truncated prompt, plus
-    ``teacher`` when the pairs carry teacher scores (all of them or none)."""
-    missing = sum(p.teacher is None for p in pairs)
-    if 0 < missing < len(pairs):
-        raise ValueError(f"{missing} of {len(pairs)} pairs lack a teacher score (all or none)")
-    graded = pairs and not missing  # decided once, not per row
-    return [
-        {"prompt": builder.encode(p.query, p.document, instruction).text,
-         "label": p.label, "qid": p.qid, "docid": p.docid, **({"teacher": p.teacher} if graded else {})}
-        for p in pairs
-    ]
+    """Training rows ``{"prompt", "label", "qid", "docid"}`` with the shared, truncated prompt."""
+    return [{"prompt": builder.encode(p.query, p.document, instruction).text,
+             "label": p.label, "qid": p.qid, "docid": p.docid} for p in pairs]
 
 
 def balanced_order(pairs: Sequence[Pair], seed: int = 0) -> list[Pair]:

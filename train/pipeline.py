@@ -23,11 +23,11 @@ runs the evaluation.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from prorank.config import load_config, read_yaml, to_dict
+from prorank.config import load_config, option, read_yaml, to_dict
 from prorank.train import is_main_process
 
 __all__ = ["PipelineConfig", "flatten", "main", "stage_configs"]
@@ -39,14 +39,15 @@ MODELS = ("base", "warmup", "score")
 class PipelineConfig:
     """Stages of ``prorank train pipeline``; see the module doc."""
 
-    output_dir: str = "runs/pipeline"
-    warmup_config: str | None = None  # YAML of WarmupConfig (defaults when null)
-    warmup: dict | None = field(default_factory=dict)  # WarmupConfig overrides; null skips stage 1
-    score_config: str | None = None  # YAML of ScoreConfig
-    score: dict = field(default_factory=dict)  # ScoreConfig overrides
-    evaluation: dict | None = field(default_factory=lambda: {"datasets": ["scifact"]})  # EvalConfig fields
-    evaluate: list[str] = field(default_factory=lambda: ["base", "warmup", "score"])
-    force: bool = False  # re-run stage 1 even when its checkpoint exists
+    output_dir: str = option("runs/pipeline", "run folder: warmup/, score/, eval-<model>/ and pipeline.json")
+    warmup_config: str | None = option(None, "YAML of stage 1's WarmupConfig (default: its defaults)")
+    warmup: dict | None = option({}, "WarmupConfig overrides laid over warmup_config; null skips stage 1")
+    score_config: str | None = option(None, "YAML of stage 2's ScoreConfig (default: its defaults)")
+    score: dict = option({}, "ScoreConfig overrides laid over score_config (its model is stage 1's checkpoint)")
+    evaluation: dict | None = option({"datasets": ["scifact"]}, "EvalConfig fields of the final evaluation "
+                                     "(model and output are filled in); null skips it")
+    evaluate: list[str] = option(["base", "warmup", "score"], "which models to evaluate: base, warmup, score")
+    force: bool = option(False, "re-run stage 1 even when its checkpoint exists")
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.evaluate) - set(MODELS))

@@ -20,28 +20,27 @@ the test split results are reported on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
-from prorank.config import check_positive
+from prorank.config import check_positive, option
 
-__all__ = ["ProbeConfig", "probe_pairs", "probe_metrics", "probe_callback"]
+__all__ = ["ProbeConfig", "probe_pairs", "probe_metrics", "probe_scorer"]
 
 
 @dataclass
 class ProbeConfig:
     """The warmup's ``probe`` block."""
 
-    dataset: str = "nfcorpus"  # BEIR folder or name ($PRORANK_DATA_DIR)
-    # or fixed pairs from a JSONL file of {"query", "document", "label"} rows (e.g. written on a
-    # machine with Java for one without; prorank.train.pairs.read_jsonl_pairs), instead of BM25
-    jsonl: str | None = None
-    split: str = "dev"  # a split the warmup does not train on
-    max_queries: int = 32  # seeded sample of judged queries
-    max_pairs: int = 64  # positives + BM25 negatives, balanced 1:1
-    negatives_window: list[int] = field(default_factory=lambda: [0, 20])  # BM25 ranks [start, end)
-    every: int = 5  # optimizer steps between probes
-    batch_size: int = 8  # pairs per forward pass
+    dataset: str = option("nfcorpus", "BEIR folder or name ($PRORANK_DATA_DIR)")
+    jsonl: str | None = option(None, "fixed pairs from a JSONL file of {query, document, label} rows instead of "
+                               "BM25 (e.g. written on a machine with Java for one without)")
+    split: str = option("dev", "a split the warmup does not train on")
+    max_queries: int = option(32, "seeded sample of judged queries")
+    max_pairs: int = option(64, "positives + BM25 negatives, balanced 1:1")
+    negatives_window: list[int] = option([0, 20], "BM25 ranks [start, end) the negatives come from")
+    every: int = option(5, "optimizer steps between probes")
+    batch_size: int = option(8, "pairs per forward pass")
 
     def __post_init__(self) -> None:
         for name in ("max_queries", "max_pairs", "every", "batch_size"):
@@ -85,11 +84,12 @@ def probe_metrics(scores: Sequence[float], labels: Sequence[str]) -> dict[str, f
             "probe_score_std": round(score_std(scores), 4)}
 
 
-def probe_callback(cfg: ProbeConfig, pairs: Sequence[Any], builder: Any, instruction: str | None = None) -> Any:
-    """A ``transformers.TrainerCallback`` running the probe; insert it before the log writer so its
-    values reach the log of the step they were measured at."""
+def probe_scorer(cfg: ProbeConfig, pairs: Sequence[Any], builder: Any,
+                 instruction: str | None = None) -> Callable[[Any], dict[str, float]]:
+    """``measure(model)``: ``probe_metrics`` of the model's scores on ``pairs`` (no gradient; the
+    model's train/eval mode is restored). The trainer runs it every ``cfg.every`` steps
+    (``prorank.train.grpo_trainer.ProbeCallback``)."""
     import torch
-    from transformers import TrainerCallback
 
     from prorank.scoring import collate, relevance_scores
 
@@ -109,26 +109,4 @@ def probe_callback(cfg: ProbeConfig, pairs: Sequence[Any], builder: Any, instruc
         model.train(was_training)
         return probe_metrics(scores, labels)
 
-    class Probe(TrainerCallback):
-        def __init__(self) -> None:
-            self.pending: dict[str, float] | None = None
-            self.history: list[dict[str, float]] = []
-
-        def _run(self, state: Any, model: Any) -> None:
-            if state.is_world_process_zero and model is not None:
-                self.pending = measure(model)
-                self.history.append({"step": state.global_step, **self.pending})
-
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            self._run(state, model)  # the starting point, logged with the first step
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if state.global_step % cfg.every == 0:
-                self._run(state, model)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs is not None and "loss" in logs and self.pending is not None:
-                logs.update(self.pending)
-                self.pending = None
-
-    return Probe()
+    return measure

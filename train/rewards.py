@@ -9,9 +9,6 @@ such as the end-of-turn token already removed), or chat messages for conversatio
 * ``correctness_reward``: 1.0 when the stripped completion equals the gold label, else 0.0
   (a malformed answer is never correct, so the model cannot earn it with "1 because ...").
 
-* ``graded_correctness_reward`` (optional): graded against a teacher's relevance score ``t`` in
-  [0, 1] (dataset column ``teacher``): ``t`` for answering ``1``, ``1 - t`` for ``0``.
-* ``answer_token_reward`` (optional shaping): 1.0 when the completion starts with a label.
 * ``label_one_reward`` (a diagnostic, never trained on): 1.0 when the answer is ``1``. The warmup
   always passes it with weight 0, so TRL logs the share of sampled answers that say ``1``
   (``rewards/label_one_reward/mean``: a collapse onto one label shows as 0 or 1).
@@ -26,8 +23,8 @@ from typing import Any, Sequence
 
 from prorank.prompt import LABELS
 
-__all__ = ["completion_text", "parse_label", "format_reward", "correctness_reward", "graded_correctness_reward",
-           "answer_token_reward", "label_one_reward", "normalize_label", "REWARDS"]
+__all__ = ["completion_text", "parse_label", "format_reward", "correctness_reward", "label_one_reward",
+           "normalize_label", "REWARDS"]
 
 
 def completion_text(completion: Any) -> str:
@@ -91,50 +88,6 @@ def correctness_reward(
     return [1.0 if parse_label(c) == g else 0.0 for c, g in zip(completions, gold)]
 
 
-def graded_correctness_reward(
-    prompts: Sequence[Any], completions: Sequence[Any], teacher: Sequence[float] | None = None, **kwargs: Any
-) -> list[float]:
-    """Correctness graded by a teacher's relevance score ``t`` in [0, 1] (column ``teacher``):
-    ``t`` for the answer ``1``, ``1 - t`` for ``0``, 0.0 for a malformed answer.
-
-    Where the qrels say only relevant / not relevant, the teacher (e.g. the stage-2 hybrid of dense
-    cosine and BM25) says how relevant: answering ``1`` to a near-miss negative costs less than to
-    an unrelated document, so the reward varies inside a batch even when the labels agree.
-
-    >>> graded_correctness_reward(prompts=[""] * 4, completions=["1", "0", "1 because", "0"],
-    ...                           teacher=[0.75, 0.75, 0.9, 0.1])
-    [0.75, 0.25, 0.0, 0.9]
-    """
-    if teacher is None:
-        raise ValueError("graded_correctness_reward needs teacher scores in a dataset column named 'teacher' "
-                         "(set `teacher` in the warmup config, or give them in the jsonl pairs)")
-    if len(teacher) != len(completions):
-        raise ValueError(f"graded_correctness_reward: {len(completions)} completions but {len(teacher)} teacher scores")
-    out = []
-    for c, t in zip(completions, teacher):
-        answer = parse_label(c)
-        out.append(0.0 if answer is None else float(t) if answer == "1" else 1.0 - float(t))
-    return out
-
-
-def answer_token_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
-    """Shaping reward: 1.0 when the answer *starts* with a label (the token the score is read at).
-
-    Partial credit on the way to ``format_reward``: a model that first learns to put the label
-    first ("1." or "1 because ...") is rewarded before it learns to stop right after it. A
-    label followed by another digit ("10") gets nothing. Off unless given a weight.
-
-    >>> answer_token_reward(prompts=[""] * 6, completions=["1", " 0.", "1 because...", "10", "yes", ""])
-    [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
-    """
-    out = []
-    for c in completions:
-        text = completion_text(c).lstrip()
-        ok = bool(text) and text[0] in LABELS and (len(text) == 1 or not text[1].isdigit())
-        out.append(1.0 if ok else 0.0)
-    return out
-
-
 def label_one_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
     """1.0 for each completion that answers exactly ``1``, else 0.0 (a diagnostic: weight 0).
 
@@ -165,5 +118,4 @@ def normalize_label(value: Any) -> str:
 
 
 # name -> function; the warmup config's reward_weights keys must be among these
-REWARDS = {"format": format_reward, "correctness": correctness_reward, "graded_correctness": graded_correctness_reward,
-           "answer_token": answer_token_reward, "label_one": label_one_reward}
+REWARDS = {"format": format_reward, "correctness": correctness_reward, "label_one": label_one_reward}

@@ -63,7 +63,7 @@ def teacher_scores(source: LoadedSource, encoder: Any, run: dict[str, list[Hit]]
 
 
 def source_groups(source: LoadedSource, *, n_negatives: int, pool: int, depth: int, window: Sequence[int],
-                  exclude_judged: bool, seed: int, encoder: Any = None, teacher_weight: float | None = None,
+                  exclude_judged: bool, seed: int, encoder: Any = None, teacher_bm25_weight: float | None = None,
                   progress: bool = True) -> tuple[list[Group], dict[str, Any]]:
     """The groups of one source (teacher scores attached when ``encoder`` is given)."""
     data = source.data
@@ -77,7 +77,7 @@ def source_groups(source: LoadedSource, *, n_negatives: int, pool: int, depth: i
                           n_negatives, seed, max_positives=source.spec.max_positives_per_query)
     info: dict[str, Any] = {"groups": len(groups)}
     if encoder is not None:
-        scores, info["teacher"] = teacher_scores(source, encoder, run, teacher_weight, progress, extra=mined)
+        scores, info["teacher"] = teacher_scores(source, encoder, run, teacher_bm25_weight, progress, extra=mined)
         groups = [dataclasses.replace(g, teacher=tuple(scores[g.qid][d] for d in g.docids)) for g in groups]
     prefix = f"{data.name}/"
     return [dataclasses.replace(g, qid=prefix + g.qid) for g in groups], info
@@ -85,7 +85,7 @@ def source_groups(source: LoadedSource, *, n_negatives: int, pool: int, depth: i
 
 def training_groups(sources: Sequence[LoadedSource], *, n_negatives: int, pool: int, depth: int,
                     window: Sequence[int], exclude_judged: bool, seed: int, encoder: Any = None,
-                    teacher_weight: float | None = None, max_groups: int | None = None,
+                    teacher_bm25_weight: float | None = None, max_groups: int | None = None,
                     progress: bool = True) -> tuple[list[Group], dict[str, Any]]:
     """Groups of every source, shuffled together (seeded); per-source counts and teacher info."""
     groups: list[Group] = []
@@ -93,7 +93,7 @@ def training_groups(sources: Sequence[LoadedSource], *, n_negatives: int, pool: 
     for source in sources:
         part, info[source.spec.label] = source_groups(
             source, n_negatives=n_negatives, pool=pool, depth=depth, window=window, exclude_judged=exclude_judged,
-            seed=seed, encoder=encoder, teacher_weight=teacher_weight, progress=progress)
+            seed=seed, encoder=encoder, teacher_bm25_weight=teacher_bm25_weight, progress=progress)
         groups += part
     random.Random(f"prorank-score-groups:{seed}").shuffle(groups)
     if max_groups is not None:

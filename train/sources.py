@@ -14,16 +14,24 @@ MS MARCO's BM25 top 20, WikiQA's sentences of the answer page) instead of mining
 
 Queries whose split holds no relevant document are skipped and counted (``skipped_no_positive``
 in :func:`describe`, which both stages write into their run records).
+
+Both stages load their training sources here (``load_data``, ``training_source``: data and checked
+candidates) and leave out the same dev queries (``held_out``). Which queries and positives a
+source contributes differs: stage 2 samples with :func:`sample` and takes the best grades first
+(:func:`positives_of`); stage 1 draws them in ``prorank.train.pairs.beir_pairs`` (its own seeded
+sample, lowest docids first), so that the pairs of the runs its adopted recipe was chosen by
+stay exactly reproducible.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from prorank.config import check_positive
+from prorank.config import check_positive, option
 from prorank.data import BeirDataset, DatasetError, load_dataset
 
 NEGATIVES_FROM = ("bm25", "candidates")
@@ -33,13 +41,13 @@ NEGATIVES_FROM = ("bm25", "candidates")
 class DataSource:
     """One collection and qrels split; YAML ``{dataset, split, max_queries, ...}`` or ``name:split``."""
 
-    dataset: str  # BEIR folder, or a name under data_dir / $PRORANK_DATA_DIR
-    split: str = "train"
-    max_queries: int | None = None  # seeded sample of the judged queries (after dev hold-out)
-    max_positives_per_query: int | None = None  # best grades first; None = every judged positive
-    # where a training query's negatives come from: BM25 over the corpus, or the collection's
-    # given candidates (candidates/<split>.tsv, label 0 lines)
-    negatives_from: Literal["bm25", "candidates"] = "bm25"
+    dataset: str = option(dataclasses.MISSING, "BEIR folder, or a name under data_dir / $PRORANK_DATA_DIR")
+    split: str = option("train", "qrels split")
+    max_queries: int | None = option(None, "seeded sample of the judged queries (after the dev hold-out)")
+    max_positives_per_query: int | None = option(None, "judged positives per query (default: all)")
+    negatives_from: Literal["bm25", "candidates"] = option(
+        "bm25", "where a training query's negatives come from: BM25 over the corpus, or the collection's "
+        "given candidates (candidates/<split>.tsv, label 0 lines)")
 
     def __post_init__(self) -> None:
         if not self.dataset:
@@ -96,7 +104,8 @@ def skipped_queries(data: BeirDataset, candidates: Any = None) -> list[str]:
     return sorted(skipped)
 
 
-def _load(spec: DataSource, data_dir: str | None) -> BeirDataset:
+def load_data(spec: DataSource, data_dir: str | None) -> BeirDataset:
+    """The collection and split ``spec`` names (no download); errors name both."""
     try:
         data = load_dataset(spec.dataset, split=spec.split, data_dir=data_dir, download=False)
     except DatasetError as err:
@@ -104,6 +113,20 @@ def _load(spec: DataSource, data_dir: str | None) -> BeirDataset:
     if not data.qrels:
         raise DatasetError(f"dataset {spec.dataset!r} has no judged queries in split {spec.split!r}")
     return data
+
+
+def training_source(spec: DataSource, data: BeirDataset) -> LoadedSource:
+    """A training source with its given candidates (checked here, so a bad file fails before
+    training); its queries are chosen by the stage that reads it."""
+    return LoadedSource(spec, data, candidates=given_candidates(spec, data))
+
+
+def held_out(dev_sets: Sequence[LoadedSource]) -> dict[tuple[str, str], set[str]]:
+    """``(collection path, split) -> dev query ids``: what training on that split must leave out."""
+    held: dict[tuple[str, str], set[str]] = {}
+    for d in dev_sets:
+        held.setdefault(d.key, set()).update(d.qids)
+    return held
 
 
 def judged(data: BeirDataset) -> list[str]:
@@ -125,21 +148,18 @@ def load_sources(train: Sequence[DataSource], dev: Sequence[DataSource], data_di
     loaded: dict[tuple[str, str], BeirDataset] = {}
 
     def get(spec: DataSource) -> BeirDataset:
-        data = _load(spec, data_dir) if (spec.dataset, spec.split) not in loaded else loaded[(spec.dataset, spec.split)]
-        loaded[(spec.dataset, spec.split)] = data
-        return data
+        if (spec.dataset, spec.split) not in loaded:
+            loaded[(spec.dataset, spec.split)] = load_data(spec, data_dir)
+        return loaded[(spec.dataset, spec.split)]
 
     dev_sets = []
     for spec in dev:
         data = get(spec)
         dev_sets.append(LoadedSource(spec, data, sample(judged(data), spec.max_queries, seed, f"dev:{spec.label}")))
-    held: dict[tuple[str, str], set[str]] = {}
-    for d in dev_sets:
-        held.setdefault(d.key, set()).update(d.qids)
+    held = held_out(dev_sets)
     train_sets = []
     for spec in train:
-        source = LoadedSource(spec, get(spec))
-        source.candidates = given_candidates(spec, source.data)  # a bad file fails here, before training
+        source = training_source(spec, get(spec))
         pool = [q for q in judged(source.data) if q not in held.get(source.key, set())]
         source.qids = sample(pool, spec.max_queries, seed, f"train:{spec.label}")
         if not source.qids:

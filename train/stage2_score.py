@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from prorank.atomic import atomic_write_json
-from prorank.config import to_dict
+from prorank.config import option, to_dict
 from prorank.evaluation.provenance import portable_path
 from prorank.train.devset import DevResult, DevSet, build_devset
 from prorank.train.devset import evaluate as evaluate_dev
@@ -63,63 +63,70 @@ LOG_KEYS = ("loss", "dev_ndcg@10", "dev_fused_ndcg@10", "learning_rate", "grad_n
 class ScoreConfig:
     """Stage-2 settings; YAML keys equal these field names (see ``configs/score*.yaml``)."""
 
-    model: str = "smollm2-135m-instruct"  # base model, or a stage-1 checkpoint (runs/warmup/model)
-    output_dir: str = "runs/score"  # model/ (the checkpoint), state/ (resume), log.jsonl, curves
+    model: str = option("smollm2-135m-instruct", "base model, or a stage-1 checkpoint (runs/warmup/model)")
+    output_dir: str = option("runs/score", "run folder: model/ (the checkpoint), state/ (resume), log.jsonl, curves")
     # --- data: BEIR collections (each with its split, mixed with seeded sampling), or JSONL groups
-    # training collections, each {dataset, split, max_queries, max_positives_per_query}
-    datasets: list[DataSource] = field(default_factory=lambda: [DataSource("scifact")])
-    dev: list[DataSource] = field(default_factory=list)  # dev queries, held out of matching training data
-    data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
-    jsonl: str | None = None  # when set, training groups come from this file instead of datasets
-    max_groups: int | None = None  # cap after shuffling (either source)
-    negatives: int = 3  # hard negatives per group (the group is 1 + negatives documents)
-    negatives_pool: int = 8  # BM25 negatives mined per query; each group samples `negatives`
-    negatives_depth: int = 100  # BM25 results retrieved per query to mine negatives from
-    negatives_window: list[int] = field(default_factory=lambda: [0, 100])  # ranks [start, end)
-    exclude_judged: bool = False  # also never sample documents judged non-relevant
-    instruction: str | None = None  # optional task instruction line of the prompt
-    max_length: int = 512  # prompt tokens (also the checkpoint's default at inference)
+    datasets: list[DataSource] = option([DataSource("scifact")], "training collections, each {dataset, split, "
+                                        "max_queries, max_positives_per_query, negatives_from} "
+                                        "(prorank.train.sources.DataSource), mixed")
+    dev: list[DataSource] = option([], "dev collections whose sampled queries tune and choose the model "
+                                   "(nDCG@10 every eval_every steps), held out of matching training data")
+    data_dir: str | None = option(None, "where dataset names are looked up (default: $PRORANK_DATA_DIR)")
+    jsonl: str | None = option(None, "training groups from this JSONL file instead of datasets")
+    max_groups: int | None = option(None, "cap on the training groups after shuffling (either source)")
+    negatives: int = option(3, "hard negatives per group (the group is 1 + negatives documents)")
+    negatives_pool: int = option(8, "BM25 negatives mined per query; each group samples `negatives` of them")
+    negatives_depth: int = option(100, "BM25 results retrieved per query to mine negatives from")
+    negatives_window: list[int] = option([0, 100], "BM25 ranks [start, end) the negatives are drawn from")
+    exclude_judged: bool = option(False, "also never sample documents judged non-relevant")
+    instruction: str | None = option(None, "optional task instruction line of the prompt")
+    max_length: int = option(512, "prompt tokens (also the checkpoint's default at inference)")
     # --- teacher (distillation targets): dense encoder fused with BM25, see prorank.teacher
-    teacher: str | None = None  # dense model alias/folder, e.g. all-minilm-l6-v2; null = no teacher
-    teacher_bm25_weight: float | None = None  # null: tuned per collection on its training queries
-    teacher_scale: float = 10.0  # teacher logits = scale x teacher score (in [0, 1] per query)
-    # --- loss: a name of prorank.train.losses.LOSSES or a weighted mix {kl: 1.0, listwise: 0.5}
-    loss: str | dict = "listwise"
-    temperature: float = 1.0  # softmax temperature of the listwise and kl losses
+    teacher: str | None = option(None, "dense model alias/folder of the teacher, e.g. all-minilm-l6-v2; "
+                                 "null = no teacher")
+    teacher_bm25_weight: float | None = option(None, "BM25's share of the teacher's fused score in [0, 1] "
+                                               "(null: tuned per collection on its training queries)")
+    teacher_scale: float = option(10.0, "teacher logits = scale x teacher score (in [0, 1] per query)")
+    # --- loss
+    loss: str | dict = option("listwise", "a name of prorank.train.losses.LOSSES or a weighted mix "
+                              "{kl: 1.0, listwise: 0.5}")
+    temperature: float = option(1.0, "softmax temperature of the listwise and kl losses")
     # --- optimisation
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.0
-    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_ratio: float = 0.1
-    max_steps: int = 100  # optimizer steps
-    # steps where an earlier schedule ended: the learning rate follows the schedule of length
-    # restarts[0] up to it, then that of the next one, ..., then max_steps'. A finished run re-run
-    # with a larger max_steps records its old length here, so its config retrains it from scratch
-    restarts: list[int] = field(default_factory=list)
-    groups_per_batch: int = 2  # per device and micro-batch
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    train_layers: int | None = None  # train only the top N decoder layers (+ final norm); None = all
-    lora: dict | None = None  # peft.LoraConfig kwargs over prorank.train.lora.LORA_DEFAULTS; None = no LoRA
-    merge_lora: bool = True  # false: the checkpoint is the adapter alone (small, over its base)
-    # with lora: also train the embedding rows of the answer labels "0" and "1" (PEFT trainable
-    # tokens; with tied embeddings they are the output rows the score reads)
-    train_answer_rows: bool = False
-    gradient_checkpointing: bool = False  # trade compute for memory (long prompts, big groups)
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, no on CPU
-    cpu: bool = False  # force CPU even when a GPU is visible
-    num_threads: int | None = None  # torch CPU threads
+    learning_rate: float = option(2e-5, "AdamW learning rate (peak of the schedule)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = option("linear", "learning-rate schedule after warmup")
+    warmup_ratio: float = option(0.1, "share of max_steps spent warming the learning rate up")
+    max_steps: int = option(100, "optimizer steps")
+    restarts: list[int] = option([], "steps where an earlier schedule ended: the learning rate follows the "
+                                 "schedule of length restarts[0] up to it, then the next one's, ..., then "
+                                 "max_steps' (a finished run re-run with a larger max_steps records its old "
+                                 "length here, so its config retrains it from scratch)")
+    groups_per_batch: int = option(2, "groups per device and micro-batch")
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: no clipping)")
+    train_layers: int | None = option(None, "train only the top N decoder layers (+ final norm); null = all")
+    lora: dict | None = option(None, "peft.LoraConfig kwargs over prorank.train.lora.LORA_DEFAULTS; null = no LoRA")
+    merge_lora: bool = option(True, "with lora: merge the adapter into the weights (false: the checkpoint is the "
+                              "adapter alone, small, over its base)")
+    train_answer_rows: bool = option(False, "with lora: also train the embedding rows of the answer labels 0 and 1 "
+                                     "(PEFT trainable tokens; with tied embeddings the output rows the score reads)")
+    gradient_checkpointing: bool = option(False, "trade compute for memory (long prompts, big groups)")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option("auto", "auto: bf16 on CUDA, no on CPU")
+    cpu: bool = option(False, "force CPU even when a GPU is visible")
+    num_threads: int | None = option(None, "torch CPU threads (default: torch's)")
     # --- periodic evaluation: nDCG@10 of reranked BM25 top-k on the dev queries
-    dev_top_k: int = 20  # BM25 candidates reranked per dev query
-    eval_every: int = 50  # steps between dev evaluations (and at the end)
-    eval_at_start: bool = True  # also evaluate the untrained model
-    eval_batch_size: int | None = None  # pairs per forward pass; None = the device default
-    fusion: Literal["interpolate", "none"] = "interpolate"  # tuned on dev, saved in the checkpoint
+    dev_top_k: int = option(20, "BM25 candidates reranked per dev query")
+    eval_every: int = option(50, "steps between dev evaluations (and at the end)")
+    eval_at_start: bool = option(True, "also evaluate the untrained model")
+    eval_batch_size: int | None = option(None, "pairs per forward pass of the dev evaluation (default: the "
+                                         "device's)")
+    fusion: Literal["interpolate", "none"] = option("interpolate", "fusion with BM25, its weight tuned on dev and "
+                                                    "saved in the checkpoint")
     # --- checkpoints and logs
-    save_every: int = 50  # resume state every N steps (and at the end)
-    resume: bool = True  # continue from output_dir/state when present
-    log_every: int = 1  # steps between log.jsonl lines
-    seed: int = 0
+    save_every: int = option(50, "steps between resume states (and at the end); 0 = only at the end")
+    resume: bool = option(True, "continue from output_dir/state when present")
+    log_every: int = option(1, "steps between log.jsonl lines")
+    seed: int = option(0, "seed of the data, batches and initialisation")
 
     def __post_init__(self) -> None:
         if self.jsonl is None and not self.datasets:
@@ -173,7 +180,7 @@ def build_data(cfg: ScoreConfig, out: Path, progress: bool = True) -> dict[str, 
         groups, info["sources"] = training_groups(
             train_sources, n_negatives=cfg.negatives, pool=cfg.negatives_pool, depth=cfg.negatives_depth,
             window=cfg.negatives_window, exclude_judged=cfg.exclude_judged, seed=cfg.seed, encoder=encoder,
-            teacher_weight=cfg.teacher_bm25_weight, max_groups=cfg.max_groups, progress=progress)
+            teacher_bm25_weight=cfg.teacher_bm25_weight, max_groups=cfg.max_groups, progress=progress)
         info["datasets"] = describe(train_sources)
     if cfg.instruction:
         import dataclasses
@@ -270,6 +277,21 @@ def _batch(groups: list, micro: int, cfg: ScoreConfig, rank: int, world: int) ->
         random.Random(f"prorank-score-epoch:{cfg.seed}:{epoch}").shuffle(order)
         out.append(groups[order[idx]])
     return out
+
+
+def dev_calibration(pairs: Any, max_length: int) -> dict[str, Any]:
+    """``{"calibration": ...}``: Platt scaling of the raw score to P(relevant), fitted on the dev
+    pairs the checkpoint was just evaluated on (``prorank.calibration``), so the checkpoint serves
+    calibrated scores without a ``prorank calibrate`` run; ``{"calibration_error": ...}`` instead
+    when these pairs cannot be fitted (e.g. an untrained model whose scores fall as relevance rises)."""
+    from prorank.calibration import fit_calibration
+
+    try:
+        fitted = fit_calibration(pairs.scores, pairs.labels, fitted_on=pairs.describe(),
+                                 model={"max_length": max_length, "fitted_by": "stage 2's dev evaluation"})
+    except ValueError as err:
+        return {"calibration_error": str(err)}
+    return {"calibration": fitted.to_dict()}
 
 
 # ------------------------------------------------------------------------------ 3. the run (state: prorank.train.score_state)
@@ -369,6 +391,8 @@ class ScoreRun:
             meta["fusion"] = {"method": self.cfg.fusion, "weight": result.fusion_weight,
                               "tuned_on": f"dev: {self.dev.queries} queries, BM25 top-{self.dev.top_k}",
                               "dev_fused_ndcg@10": result.fused_ndcg}
+        if result is not None and result.pairs is not None:
+            meta.update(dev_calibration(result.pairs, self.cfg.max_length))
         plain = checkpoint_model(self.acc.unwrap_model(self.model), self.cfg, self.metadata["base_model"])
         save_checkpoint(plain, self.tokenizer, self.out / "model", meta, finish=self.chain_parent)
 

@@ -16,14 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from prorank.atomic import atomic_write_bytes, atomic_write_json
 from prorank.config import from_dict
-from prorank.train.stage1_warmup import LOG_KEYS
 
 if TYPE_CHECKING:
     from prorank.train.stage1_warmup import WarmupConfig
 
-__all__ = ["measure", "run_record", "publish", "heldout_config", "MEASUREMENTS"]
+__all__ = ["measure", "run_record", "publish", "heldout_config", "MEASUREMENTS", "LOG_KEYS"]
 
 MEASUREMENTS = ("dev", "heldout")  # WarmupConfig blocks, each measured into output_dir/<name>.json
+# the logged values drawn into a run's curves.png and kept (first, last) in its record
+LOG_KEYS = ("reward", "format_rate", "accuracy", "label_one_rate", "frac_reward_zero_std", "probe_auc",
+            "probe_label_one", "probe_score_std", "policy_label_one", "label_mass", "exact_answer_mass", "label_balance",
+            "answer_label_one", "loss", "completions/mean_length",
+            "end_of_answer_bias")
 
 
 def measure(cfg: WarmupConfig) -> dict[str, Any]:

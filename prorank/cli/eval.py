@@ -6,7 +6,6 @@ import argparse
 
 from prorank.config import add_config_flags, flag_values
 from prorank.options import add_option_flags, options_from_flags
-from prorank.registry import DEFAULT_MODEL
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,14 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", action="append", required=True, dest="datasets", metavar="PATH_OR_NAME",
                         help="BEIR folder or name (repeatable); names are looked up in --data-dir, "
                         "then downloaded with beir")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"alias, hub id, folder, checkpoint, or 'none' for BM25 alone (default {DEFAULT_MODEL}, "
-                        "the shipped reranker)")
     parser.add_argument("--run", default=None, dest="run_file", metavar="TREC_RUN",
                         help="rerank the candidates of this TREC run file (one dataset) instead of BM25's; "
                         "BM25 is still reported beside it")
     fields = parser.add_argument_group("evaluation (EvalConfig fields)")
-    add_config_flags(fields, EvalConfig, "eval.", skip=("datasets", "model", "run_file", "reranker"))
+    add_config_flags(fields, EvalConfig, "eval.", skip=("datasets", "run_file", "reranker"))
     add_option_flags(parser)
     parser.set_defaults(func=_run)
 
@@ -40,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     from prorank.config import from_dict
     from prorank.evaluation.job import EvalConfig, main
 
-    data = {"datasets": args.datasets, "model": args.model, "run_file": args.run_file,
+    data = {"datasets": args.datasets, "run_file": args.run_file,
             **flag_values(args, "eval."), "reranker": options_from_flags(args)}
     main(from_dict(EvalConfig, data, "prorank eval"))
     return 0

@@ -2,7 +2,7 @@
 held-out measurement of a warmup.
 
 Every subcommand reads a YAML config (keys = the config dataclass's fields) and applies
-``--key value`` / ``key=value`` overrides (dotted keys reach nested blocks, e.g.
+``--key value`` / ``key=value`` overrides (dotted keys reach nested blocks, e.g. warmup's
 ``--grpo.max_steps 10``), then calls the part's ``main(cfg)``. Training modules are imported
 only when the subcommand runs.
 """
@@ -14,22 +14,27 @@ import importlib
 import json
 from typing import Any
 
-# subcommand -> (module, config class, help)
+# subcommand -> (module, config class, help, example overrides for its epilog)
 COMMANDS = {
     "warmup": ("prorank.train.stage1_warmup", "WarmupConfig",
-               "stage 1: GRPO prompt warmup (answer the prompt with exactly 0 or 1, correctly)"),
+               "stage 1: GRPO prompt warmup (answer the prompt with exactly 0 or 1, correctly)",
+               "--grpo.max_steps 20 --grpo.learning_rate 1e-5 --lora '{r: 8}'"),
     "score": ("prorank.train.stage2_score", "ScoreConfig",
-              "stage 2: fine-grained score learning on logit('1') - logit('0')"),
+              "stage 2: fine-grained score learning on logit('1') - logit('0')",
+              "--max_steps 20 --learning_rate 1e-5 --lora '{r: 8}'"),
     "pipeline": ("prorank.train.pipeline", "PipelineConfig",
-                 "warmup, then score learning, then evaluation"),
+                 "warmup, then score learning, then evaluation",
+                 "--warmup.grpo.max_steps 20 --score.max_steps 20 --evaluation.top_k 20"),
     "heldout": ("prorank.train.heldout", "HeldoutConfig",
-                "held-out answer format/accuracy and nDCG@10 of models (e.g. before/after warmup)"),
+                "held-out answer format/accuracy and nDCG@10 of models (e.g. before/after warmup)",
+                "--max_queries 20 --reranker.batch_size 8 ranking_queries=0"),
 }
 
-EPILOG = (
-    "overrides: --key value or key=value after the options, YAML-typed; dotted keys reach nested "
-    "blocks, e.g. --grpo.max_steps 20 --grpo.learning_rate 1e-5 --lora '{r: 8}'"
-)
+
+def epilog(example: str) -> str:
+    """The overrides paragraph under a subcommand's help, with an example that command accepts."""
+    return ("overrides: --key value or key=value after the options, YAML-typed; dotted keys reach nested "
+            f"blocks, e.g. {example}")
 
 
 class _OverridesParser(argparse.ArgumentParser):
@@ -75,9 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tsub = parser.add_subparsers(dest="train_command", metavar="STAGE", parser_class=_OverridesParser)
     tsub.required = True
-    for name, (module_name, cls_name, help_text) in COMMANDS.items():
+    for name, (module_name, cls_name, help_text, example) in COMMANDS.items():
         p = tsub.add_parser(name, help=help_text, description=f"{help_text}. Config: {cls_name}.",
-                            epilog=EPILOG)
+                            epilog=epilog(example))
         p.add_argument("--config", default=None, help="YAML config file")
         if name == "heldout":
             p.add_argument("--warmup-config", default=None,
@@ -93,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from prorank.config import load_config, to_dict
 
-    module_name, cls_name, _ = COMMANDS[args.train_command]
+    module_name, cls_name = COMMANDS[args.train_command][:2]
     if getattr(args, "warmup_config", None):
         from prorank.train.stage1_warmup import WarmupConfig
         from prorank.train.warmup_record import heldout_config, measure

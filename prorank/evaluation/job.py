@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from prorank.atomic import atomic_write_json
-from prorank.config import check_positive, nested, to_dict
+from prorank.config import check_positive, nested, option, to_dict
 from prorank.data import BeirDataset, load_dataset
 from prorank.evaluation import provenance
 from prorank.evaluation.cache import ScoreCache, open_cache
@@ -36,9 +36,10 @@ from prorank.evaluation.metrics import METRICS, evaluate, mean_metrics
 from prorank.evaluation.report import delta, print_table, print_throughput, write_per_query
 from prorank.evaluation.rerank import LocalScoring, RerankStats, fuse_run, rerank_chunks
 from prorank.evaluation.trec import write_run
+from prorank.model_info import model_info
 from prorank.options import RerankerOptions
 from prorank.paths import sha256_file
-from prorank.prompt import PROMPT_VERSION
+from prorank.registry import DEFAULT_MODEL
 
 SUMMARY_FORMAT = "prorank-eval-v1"
 SEARCH_CHUNK = 50  # queries per batch_search call (progress granularity)
@@ -49,36 +50,42 @@ RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")  # engin
 
 @dataclass
 class EvalConfig:
-    """Settings of one evaluation; ``model="none"`` evaluates BM25 alone."""
+    """Settings of one evaluation (``prorank eval``); ``model="none"`` evaluates BM25 alone."""
 
-    datasets: list[str] = field(default_factory=list)  # BEIR folders or names
-    model: str = "none"  # alias, hub id, folder, .gguf, checkpoint, or "none"
-    top_k: int = 100  # BM25 candidates reranked per query
-    depth: int = 100  # BM25 candidates retrieved per query (raised to top_k if smaller)
-    split: str = "test"  # qrels split
-    max_queries: int | None = None  # first N judged queries in natural id order
-    output: str | None = None  # default runs/eval-<time>-<model>
-    summary: str | None = None  # extra copy of summary.json (e.g. benchmarks/results/x.json)
-    data_dir: str | None = None  # where dataset names are looked up ($PRORANK_DATA_DIR)
-    reranker: RerankerOptions = field(default_factory=RerankerOptions)  # device, dtype, max_length,
-    # batch_size, fusion, ... of the model (prorank.options.RerankerOptions; YAML block `reranker:`)
-    instruction: str | None = None  # optional task instruction line of the prompt
-    first_stage: Literal["bm25", "hybrid", "run"] = "bm25"  # bm25, hybrid (BM25 + dense: pyserini HybridSearcher) or run (set by run_file)
-    run_file: str | None = None  # a TREC run of one dataset's queries to rerank instead of BM25's candidates
-    dense_model: str = "all-minilm-l6-v2"  # the hybrid first stage's bi-encoder
-    hybrid_alpha: float = 1.0  # hybrid score = alpha * normalised BM25 + normalised dense
-    k1: float = 0.9  # BM25 term saturation
-    b: float = 0.4  # BM25 length normalisation
-    threads: int = 2  # BM25 search and indexing threads
-    cache: str | None = None  # score cache file; default $PRORANK_HOME/cache/scores.sqlite; "none" disables
-    exclude_self: bool = False  # drop hits whose docid equals the qid (pyserini --remove-query)
-    strict: bool = False  # judgments naming unknown ids raise instead of being dropped
-    engine: Literal["local", "ray"] = "local"  # where pairs are scored: this process, or a Ray Data actor pool
-    # (prorank.evaluation.ray_engine); the first stage, cache and metrics stay here either way
-    address: str | None = None  # ray: the cluster to join ("auto": the one `ray start` runs here); None: a local Ray
-    actors: int | None = None  # ray: Reranker actors in the pool (default 1)
-    cpus_per_actor: int | None = None  # ray: CPUs reserved per actor, also its torch threads (default 1)
-    gpus_per_actor: float | None = None  # ray: GPUs reserved per actor (fractions share a GPU); None: CPU actors
+    datasets: list[str] = option([], "BEIR folders or names (names are looked up in data_dir)")
+    model: str = option(DEFAULT_MODEL, "alias, hub id, folder, .gguf or checkpoint to rerank with, or 'none' "
+                        f"for BM25 alone (default: {DEFAULT_MODEL}, the shipped reranker)")
+    top_k: int = option(100, "BM25 candidates reranked per query")
+    depth: int = option(100, "BM25 candidates retrieved per query (raised to top_k if smaller)")
+    split: str = option("test", "qrels split")
+    max_queries: int | None = option(None, "first N judged queries in natural id order (default: all)")
+    output: str | None = option(None, "output folder (default: runs/eval-<time>-<model>)")
+    summary: str | None = option(None, "extra copy of summary.json (e.g. benchmarks/results/x.json)")
+    data_dir: str | None = option(None, "where dataset names are looked up (default: $PRORANK_DATA_DIR)")
+    reranker: RerankerOptions = option(RerankerOptions(), "device, dtype, max_length, batch_size, fusion, ... of "
+                                       "the model (prorank.options.RerankerOptions; YAML block `reranker:`)")
+    instruction: str | None = option(None, "optional task instruction line of the prompt")
+    first_stage: Literal["bm25", "hybrid", "run"] = option(
+        "bm25", "candidates to rerank: bm25, hybrid (BM25 + dense: pyserini HybridSearcher) or run (set by run_file)")
+    run_file: str | None = option(None, "a TREC run of one dataset's queries to rerank instead of BM25's candidates")
+    dense_model: str = option("all-minilm-l6-v2", "the hybrid first stage's bi-encoder")
+    hybrid_alpha: float = option(1.0, "hybrid score = alpha * normalised BM25 + normalised dense")
+    k1: float = option(0.9, "BM25 term saturation")
+    b: float = option(0.4, "BM25 length normalisation")
+    threads: int = option(2, "BM25 search and indexing threads")
+    cache: str | None = option(None, "score cache file (default: $PRORANK_HOME/cache/scores.sqlite); 'none' "
+                               "disables it")
+    exclude_self: bool = option(False, "drop hits whose docid equals the qid (pyserini --remove-query)")
+    strict: bool = option(False, "judgments naming unknown ids raise instead of being dropped")
+    engine: Literal["local", "ray"] = option(
+        "local", "where pairs are scored: this process, or a Ray Data actor pool (prorank.evaluation.ray_engine); "
+        "the first stage, cache and metrics stay here either way")
+    address: str | None = option(None, "ray: the cluster to join, 'auto' for the one `ray start` runs here "
+                                 "(default: a local Ray)")
+    actors: int | None = option(None, "ray: Reranker actors in the pool (default 1)")
+    cpus_per_actor: int | None = option(None, "ray: CPUs reserved per actor, also its torch threads (default 1)")
+    gpus_per_actor: float | None = option(None, "ray: GPUs reserved per actor, fractions share a GPU "
+                                          "(default: CPU actors)")
 
     def __post_init__(self) -> None:
         if isinstance(self.datasets, str):
@@ -106,6 +113,8 @@ class EvalConfig:
         self._check_engine()
 
     def _check_engine(self) -> None:
+        """Fill and check the pool options of engine ``ray`` (defaults: 1 actor, 1 CPU each); engine
+        ``local`` takes none of them."""
         if self.engine not in ("local", "ray"):
             raise ValueError(f"engine must be local or ray, got {self.engine!r}")
         if self.engine == "local":
@@ -115,13 +124,23 @@ class EvalConfig:
             return
         if self.bm25_only:
             raise ValueError("engine: 'ray' distributes reranking; with model 'none' there is none (use engine local)")
-        from prorank.evaluation.ray_engine import check_options
-
-        check_options(self)
+        self.actors = check_positive("actors", 1 if self.actors is None else self.actors)
+        self.cpus_per_actor = check_positive("cpus_per_actor", 1 if self.cpus_per_actor is None else self.cpus_per_actor)
+        gpus = self.gpus_per_actor
+        if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not gpus > 0):
+            raise ValueError(f"gpus_per_actor must be a positive number or null (CPU actors), got {gpus!r}")
+        if self.address is not None and not str(self.address).strip():
+            raise ValueError("address: give a Ray address (e.g. auto or ray://head:10001) or leave it unset")
 
     @property
     def bm25_only(self) -> bool:
         return self.model.lower() == "none"
+
+    def load_reranker(self) -> Any:
+        """The Reranker this evaluation scores with (the local engine's, and each Ray actor's)."""
+        from prorank.reranker import Reranker
+
+        return Reranker.from_options(self.model, self.reranker)
 
 
 def _slug(text: str) -> str:
@@ -136,13 +155,6 @@ def default_output(cfg: EvalConfig) -> Path:
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-
-
-def load_reranker(cfg: EvalConfig) -> Any:
-    """The Reranker ``cfg`` describes (also what each Ray actor loads)."""
-    from prorank.reranker import Reranker
-
-    return Reranker.from_options(cfg.model, cfg.reranker)
 
 
 def _bm25(cfg: EvalConfig, dataset: BeirDataset, qids: list[str], progress: Progress) -> tuple[dict, dict]:
@@ -291,25 +303,6 @@ def _rerank_stats(cfg: EvalConfig, stats: Any) -> dict[str, Any]:
     }
 
 
-def model_info(cfg: EvalConfig, reranker: Any) -> dict[str, Any] | None:
-    """The summary's ``model`` entry: what scored (name, fingerprint, prompt, device, dtype, fusion)."""
-    if reranker is None:
-        return None
-    return {
-        "name": cfg.model if not cfg.bm25_only else reranker.name,
-        "loaded_from": str(reranker.name),
-        "fingerprint": reranker.fingerprint,
-        "prompt_version": PROMPT_VERSION,
-        "metadata": reranker.metadata,
-        "max_length": reranker.max_length,
-        "batch_size": reranker.batch_size,
-        "device": str(reranker.device),
-        "dtype": str(next(reranker.model.parameters()).dtype).replace("torch.", ""),
-        "instruction": cfg.instruction,
-        "fusion": reranker.fusion.to_dict(),
-    }
-
-
 def _scoring(cfg: EvalConfig, reranker: Any, console: Console) -> tuple[Any, dict[str, Any] | None]:
     """What scores the pairs (None for BM25 alone) and the summary's ``model`` entry."""
     if cfg.engine == "ray":
@@ -322,10 +315,11 @@ def _scoring(cfg: EvalConfig, reranker: Any, console: Console) -> tuple[Any, dic
         return remote, remote.model
     if reranker is None and not cfg.bm25_only:
         with console.status(f"loading {cfg.model} ..."):
-            reranker = load_reranker(cfg)
+            reranker = cfg.load_reranker()
     if reranker is None:
         return None, None
-    return LocalScoring(reranker, cfg.instruction), model_info(cfg, reranker)
+    name = reranker.name if cfg.bm25_only else cfg.model
+    return LocalScoring(reranker, cfg.instruction), model_info(reranker, name, cfg.instruction)
 
 
 def main(cfg: EvalConfig, reranker: Any = None, console: Console | None = None) -> dict[str, Any]:

@@ -31,26 +31,11 @@ CHUNKS_PER_CALL = 1  # rows (chunks) per actor call: progress and cache writes p
 MAX_BLOCKS = 1000  # blocks the rows are split into (the pool's unit of hand-out)
 
 
-def check_options(cfg: Any) -> None:
-    """Fill and check the pool options of an ``engine: ray`` EvalConfig (defaults: 1 actor, 1 CPU each)."""
-    from prorank.config import check_positive
-
-    cfg.actors = check_positive("actors", 1 if cfg.actors is None else cfg.actors)
-    cfg.cpus_per_actor = check_positive("cpus_per_actor", 1 if cfg.cpus_per_actor is None else cfg.cpus_per_actor)
-    gpus = cfg.gpus_per_actor
-    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not gpus > 0):
-        raise ValueError(f"gpus_per_actor must be a positive number or null (CPU actors), got {gpus!r}")
-    if cfg.address is not None and not str(cfg.address).strip():
-        raise ValueError("address: give a Ray address (e.g. auto or ray://head:10001) or leave it unset")
-
-
 class RerankActor:
     """One Reranker per actor, loaded as the local engine loads it; scores chunks row by row."""
 
     def __init__(self, cfg: Any) -> None:
-        from prorank.evaluation.job import load_reranker
-
-        self.reranker = load_reranker(cfg)
+        self.reranker = cfg.load_reranker()
         self.instruction = cfg.instruction
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -72,12 +57,12 @@ class RerankActor:
 
 def describe(cfg: Any) -> dict[str, Any]:
     """What the driver needs of the actors' model: cache key, fusion, chunk size, summary entry."""
-    from prorank.evaluation.job import load_reranker, model_info
     from prorank.evaluation.rerank import scorer_key
+    from prorank.model_info import model_info
 
-    reranker = load_reranker(cfg)
+    reranker = cfg.load_reranker()
     return {"key": scorer_key(reranker, cfg.instruction), "fusion": reranker.fusion,
-            "batch_size": reranker.batch_size, "model": model_info(cfg, reranker)}
+            "batch_size": reranker.batch_size, "model": model_info(reranker, cfg.model, cfg.instruction)}
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from prorank.evaluation.cache import ScoreCache, ScorerKey, document_key
 from prorank.fusion import Fusion, descending
+from prorank.model_info import model_dtype
 from prorank.prompt import PROMPT_VERSION
 from prorank.retrieval.bm25 import Hit
 
@@ -44,8 +45,13 @@ class RerankStats:
 
 def scorer_key(reranker: Any, instruction: str | None = None) -> ScorerKey:
     """Cache key of ``reranker``: its fingerprint (weights, prompt, max_length) plus other settings."""
-    dtype = str(next(reranker.model.parameters()).dtype).replace("torch.", "")
-    settings = [f"dtype={dtype}", f"normalize={bool(getattr(reranker, 'normalize', False))}"]
+    normalize = getattr(reranker, "normalize", False)
+    if normalize == "calibrated":  # the scores depend on the map too
+        cal = reranker.calibration
+        scale = f"calibrated:{cal.method}:{cal.a!r}:{cal.b!r}"
+    else:  # raw, or the sigmoid (True and "sigmoid" give the same scores): the keys they always had
+        scale = str(bool(normalize))
+    settings = [f"dtype={model_dtype(reranker)}", f"normalize={scale}"]
     if instruction:
         settings.append("instruction=" + hashlib.sha256(instruction.encode()).hexdigest()[:16])
     return ScorerKey(model=reranker.fingerprint, prompt=PROMPT_VERSION, settings=";".join(settings))
