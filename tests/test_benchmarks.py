@@ -92,3 +92,42 @@ def test_paired_compares_systems_of_eval_outputs(tmp_path):
         compare("scifact", {"A": (str(tmp_path / "a"), "reranker"), "C": (str(tmp_path / "c"), "reranker")})
     with pytest.raises(ValueError, match="no rows of system 'fused'"):
         compare("scifact", {"A": (str(tmp_path / "a"), "fused")})
+
+
+def test_headline_renders_the_result_files_and_refuses_a_mix_of_models(tmp_path, monkeypatch):
+    """benchmarks/headline.py: the README's and the model card's result blocks come from the JSON
+    files; --check fails on a stale page, --write mends it; files of different models are refused."""
+    import shutil
+
+    import headline
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    for name in [f for _, f in headline.QUALITY] + [headline.QUICKSTART]:
+        shutil.copy(headline.REPO / headline.RESULTS / name, results / name)
+    (tmp_path / "docs").mkdir()
+    for page in headline.PAGES:
+        shutil.copy(headline.REPO / page, tmp_path / page)
+    monkeypatch.setattr(headline, "REPO", tmp_path)
+    assert headline.main(["--check"]) == 0
+    first = results / headline.QUALITY[0][1]
+    record = json.loads(first.read_text())
+    for row in record["rows"]:
+        if row["system"] == headline.ROWS["fused"]:
+            row["metrics"]["nDCG@10"] = 0.98765
+    first.write_text(json.dumps(record))
+    assert headline.main(["--check"]) == 1
+    assert headline.main(["--write"]) == 0 and headline.main(["--check"]) == 0
+    assert "**0.9877**" in (tmp_path / "README.md").read_text()
+    model_row = next(r for r in record["rows"] if r["system"] == headline.ROWS["model"])
+    fingerprint, model_row["fingerprint"] = model_row["fingerprint"], "another-model"
+    first.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="different models"):
+        headline.main(["--check"])
+    model_row["fingerprint"] = fingerprint  # the quality files agree again; the quick start's run does not
+    first.write_text(json.dumps(record))
+    quick = json.loads((results / headline.QUICKSTART).read_text())
+    quick["model"]["fingerprint"] = "another-model"
+    (results / headline.QUICKSTART).write_text(json.dumps(quick))
+    with pytest.raises(ValueError, match="re-run the quick-start command"):
+        headline.main(["--check"])

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the repository (this file: benchmarks/archive/)
 sys.path.insert(0, str(REPO))
 from prorank.atomic import atomic_write_json  # noqa: E402
 from prorank.evaluation.provenance import git_state, hardware, now_utc, portable_path, versions  # noqa: E402

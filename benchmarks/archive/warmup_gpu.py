@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: benchmarks/archive/)
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # warmup_levers, beside this file
 CONFIG = "configs/warmup-cpu-levers.yaml"  # the base the CPU levers overrode (issue #13)
 TEACHER = "all-minilm-l6-v2"
