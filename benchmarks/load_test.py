@@ -177,6 +177,7 @@ def in_process(info: dict[str, Any], pairs: list[tuple[str, dict[str, str]]], th
 
     import torch
 
+    from prorank.calibration import Calibration
     from prorank.reranker import Reranker
 
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
@@ -184,6 +185,8 @@ def in_process(info: dict[str, Any], pairs: list[tuple[str, dict[str, str]]], th
     reranker = Reranker.from_pretrained(info["source"], device=device, dtype=info["dtype"],
                                         max_length=info["max_length"], batch_size=info["batch_size"],
                                         streams=info.get("streams"),
+                                        calibration=Calibration.from_dict(info["calibration"])
+                                        if info.get("calibration") else None,  # the service's scale
                                         share_prefix=False)  # as the service: it scores mixed batches
     reranker.score_pairs(pairs[: max(2, info["batch_size"])])  # warm-up (allocator, kernels)
     if device == "cuda":
@@ -196,10 +199,7 @@ def in_process(info: dict[str, Any], pairs: list[tuple[str, dict[str, str]]], th
     seconds = time.perf_counter() - start
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
-    if info.get("normalize"):
-        import math
-
-        scores = [1.0 / (1.0 + math.exp(-s)) for s in scores]
+    scores = [reranker.output(s, info.get("normalize", False)) for s in scores]
     return {"pairs": len(pairs), "seconds": round(seconds, 3), "pairs_per_s": len(pairs) / seconds,
             "cpu_seconds": round(cpu, 2), "cores_used": cpu / seconds, "pairs_per_cpu_s": len(pairs) / cpu,
             "device": device, "dtype": info["dtype"], "torch_threads": torch.get_num_threads(), "scores": scores}

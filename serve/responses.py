@@ -37,7 +37,9 @@ class Usage(BaseModel):
 
 class RerankResult(BaseModel):
     index: int = Field(description="position of the document in the request")
-    relevance_score: float
+    relevance_score: float = Field(
+        description="on the deployment's scale: by default P(relevant) in [0, 1] (calibrated; a document with no "
+        "letter or digit gets 0); with raw_scores the model's raw logit('1') - logit('0')")
     document: dict[str, Any] | None = Field(
         None, description="only with return_documents: {'text'} for a string, an object document as sent"
     )
@@ -53,8 +55,9 @@ class RerankResponse(BaseModel):
 
 class SearchResult(BaseModel):
     docid: str
-    relevance_score: float  # what the ranking used: the model's score fused with BM25's (see fusion)
-    model_score: float  # the model's own score
+    relevance_score: float  # what the ranking used: the model's raw score fused with BM25's (see fusion),
+    # or without a fusion the model's score on the deployment's scale
+    model_score: float  # the model's own score, on the deployment's scale
     bm25_score: float
     bm25_rank: int
     title: str

@@ -87,6 +87,11 @@ class RerankRequest(BaseModel):
         None, description="Cohere v1 field; only 1 (or null) is supported: long documents are truncated, not chunked",
     )
     priority: integer() | None = Field(None, description="Cohere v2 field; accepted and ignored")
+    raw_scores: StrictBool = Field(
+        False, description="true: relevance_score is the model's raw logit('1') - logit('0') (unbounded; only its "
+        "order means something) instead of the deployment's scale, by default the calibrated probability that the "
+        "document is relevant, in [0, 1] (TEI's field); the order of the results is the same either way",
+    )
 
     _query = field_validator("query")(_check_query)
 

@@ -351,6 +351,6 @@ def test_options_are_the_one_settings_object(tiny_model_dir):
             RerankerOptions(**bad)
     parser = argparse.ArgumentParser()
     add_option_flags(parser)
-    args = parser.parse_args(["--max-length", "64", "--normalize", "--fusion-weight", "0.3", "--device", "cpu"])
-    assert options_from_flags(args) == {"max_length": 64, "normalize": True, "fusion_weight": 0.3, "device": "cpu"}
+    args = parser.parse_args(["--max-length", "64", "--normalize", "sigmoid", "--fusion-weight", "0.3", "--device", "cpu"])
+    assert options_from_flags(args) == {"max_length": 64, "normalize": "sigmoid", "fusion_weight": 0.3, "device": "cpu"}
     assert options_from_flags(parser.parse_args([])) == {}

@@ -44,25 +44,25 @@ def test_cli_builds_the_config_from_yaml_and_overrides():
 
     args = build_parser().parse_args([
         "serve", "--config", str(REPO / "configs" / "serve.yaml"), "--port", "9005", "--max-length", "64",
-        "--normalize", "--index", "/x", "max_batch_size=8", "autoscaling.max_replicas=3",
+        "--normalize", "sigmoid", "--index", "/x", "max_batch_size=8", "autoscaling.max_replicas=3",
     ])
     cfg = config_from_namespace(args)
     assert (cfg.port, cfg.reranker.max_length, cfg.reranker.normalize, cfg.index, cfg.max_batch_size) == (
-        9005, 64, True, "/x", 8)
+        9005, 64, "sigmoid", "/x", 8)
     assert cfg.autoscaling == {"max_replicas": 3} and cfg.host == "127.0.0.1"
 
 
-@pytest.mark.parametrize("argv, normalize, batch", [
-    (["--normalize", "max_batch_size=8"], True, 8),  # a bare flag does not swallow the override
-    (["--normalize", "false", "max_batch_size=8"], False, 8),
-    (["--normalize=false"], False, None),
+@pytest.mark.parametrize("argv, compile_, batch", [
+    (["--compile", "max_batch_size=8"], True, 8),  # a bare flag does not swallow the override
+    (["--compile", "false", "max_batch_size=8"], False, 8),
+    (["--compile=false"], False, None),
 ])
-def test_a_bare_boolean_flag_leaves_the_next_override_alone(argv, normalize, batch):
+def test_a_bare_boolean_flag_leaves_the_next_override_alone(argv, compile_, batch):
     from prorank.cli import parse_args
     from prorank.cli.serve import config_from_namespace
 
     cfg = config_from_namespace(parse_args(["serve", "--index", "/x", *argv]))
-    assert cfg.reranker.normalize is normalize
+    assert cfg.reranker.compile is compile_
     assert cfg.max_batch_size == (batch or ServeConfig().max_batch_size)
 
 

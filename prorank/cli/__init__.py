@@ -19,6 +19,7 @@ SUBCOMMANDS = (
     "rank",
     "index",
     "eval",
+    "calibrate",
     "train",
     "export",
     "serve",

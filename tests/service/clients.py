@@ -13,6 +13,14 @@ API_KEY_ENV = "PRORANK_TEST_SERVE_KEY"
 API_KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MAX_LENGTH = 128
+MAIN_CALIBRATION = (2.0, -0.5)  # (a, b) of the main app's calibration file: P = sigmoid(a * raw + b)
+
+
+def calibrated(raw: list[float]) -> list[float]:
+    """The main app's relevance scores for these raw scores (its default scale: calibrated)."""
+    from prorank.calibration import Calibration
+
+    return Calibration(*MAIN_CALIBRATION).probabilities(raw)
 
 
 def texts(cranfield, n: int, start: int = 0) -> list[str]:

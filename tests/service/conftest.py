@@ -1,12 +1,15 @@
 """A real Ray Serve instance on localhost for the service tests: one Ray, three applications.
 
-* ``main`` at ``/``: the tiny random model, a real BM25 index of cranfield, small limits
+* ``main`` at ``/``: the tiny random model with a calibration file (the service's default scale:
+  calibrated; ``clients.MAIN_CALIBRATION``), a real BM25 index of cranfield, small limits
   (max_documents=50, max_request_bytes=1 MB) and chunks of 4 pairs batched up to 16 pairs.
 * ``strict`` at ``/strict``: an API key, the same index, max_length 512 (room for any
   instruction a schema-driven test sends), at most 2 scoring requests at a time with 1 waiting,
-  /v1/search fusing the model's scores with BM25's (interpolate, BM25 weight 0.3).
+  /v1/search fusing the model's scores with BM25's (interpolate, BM25 weight 0.3), scores on the
+  sigmoid scale (``normalize: true``, as before calibrations).
 * ``slow`` at ``/slow``: a 3 s request timeout, one-pair forward passes on one thread, and room
-  for 2,000 long documents in one batch, so a large request outlasts its timeout on any machine.
+  for 2,000 long documents in one batch, so a large request outlasts its timeout on any machine;
+  raw scores (``normalize: false``, the config option for them).
 
 Ray is started by the service's own ``init_ray`` (loopback only) and shut down after the last
 test of this folder.
@@ -25,7 +28,7 @@ import pytest
 
 from prorank.serve.config import ServeConfig
 
-from .clients import API_KEY, API_KEY_ENV, MAX_LENGTH
+from .clients import API_KEY, API_KEY_ENV, MAIN_CALIBRATION, MAX_LENGTH
 
 
 def _free_port() -> int:
@@ -49,7 +52,19 @@ def cranfield_index(tmp_path_factory, cranfield) -> Path:
 
 
 @pytest.fixture(scope="package")
-def service(tiny_model_dir, cranfield_index):
+def main_calibration(tmp_path_factory, tiny_reranker) -> Path:
+    """The main app's calibration file, for the tiny model at MAX_LENGTH tokens (its fingerprint)."""
+    from prorank.calibration import Calibration
+
+    assert tiny_reranker.max_length == MAX_LENGTH
+    a, b = MAIN_CALIBRATION
+    return Calibration(a, b, fitted_on={"note": "fixed for the service tests"},
+                       model={"fingerprint": tiny_reranker.fingerprint}).save(
+        tmp_path_factory.mktemp("calibration") / "tiny.json")
+
+
+@pytest.fixture(scope="package")
+def service(tiny_model_dir, cranfield_index, main_calibration):
     """Start Ray + Serve with the three applications; shut everything down afterwards."""
     import psutil
     import ray
@@ -66,7 +81,8 @@ def service(tiny_model_dir, cranfield_index):
         max_documents=50, max_candidates=200, max_request_bytes=1_000_000, request_timeout_s=120,
         reranker={"max_length": MAX_LENGTH, "batch_size": 4,
                   "compile": True,  # the in-process comparisons run eager
-                  "streams": 2},  # batches of 4 scored two at a time, each on a thread of its own
+                  "streams": 2,  # batches of 4 scored two at a time, each on a thread of its own
+                  "calibration": str(main_calibration)},  # normalize: the service's default, calibrated
     )
     strict_cfg = ServeConfig(
         **tiny, model_name="tiny-strict", app_name="strict", route_prefix="/strict", index=str(cranfield_index),
@@ -78,7 +94,7 @@ def service(tiny_model_dir, cranfield_index):
     )
     slow_cfg = ServeConfig(
         **tiny, model_name="tiny-slow", app_name="slow", route_prefix="/slow",
-        reranker={"max_length": 512, "streams": 1}, num_threads=1, max_batch_size=2000, max_documents=2000, request_timeout_s=3,
+        reranker={"max_length": 512, "streams": 1, "normalize": False}, num_threads=1, max_batch_size=2000, max_documents=2000, request_timeout_s=3,
     )
     from prorank.retrieval import ensure_jvm, jvm_signals
     from prorank.retrieval.java import shutdown_ray_beside_jvm

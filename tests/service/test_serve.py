@@ -10,7 +10,7 @@ import pytest
 
 from prorank.prompt import PROMPT_VERSION
 
-from .clients import AUTH, MAX_LENGTH, metric, texts
+from .clients import AUTH, MAX_LENGTH, calibrated, metric, texts
 
 
 # --------------------------------------------------------------------------- rerank
@@ -27,7 +27,7 @@ def test_rerank_schema_and_order(client, cranfield, tiny_reranker, path, version
     assert all(set(x) == {"index", "relevance_score"} for x in results)  # no document unless asked
     scores = [x["relevance_score"] for x in results]
     assert scores == sorted(scores, reverse=True)
-    expected = tiny_reranker.score("supersonic flow over a wing", docs)
+    expected = calibrated(tiny_reranker.score("supersonic flow over a wing", docs))  # the service's default scale
     for x in results:
         assert x["relevance_score"] == pytest.approx(expected[x["index"]], abs=1e-4)
     meta = body["meta"]
@@ -69,7 +69,7 @@ def test_concurrent_requests_are_batched_and_match_in_process(service, client, c
     responses = asyncio.run(fire())
     for (q, d), r in zip(requests, responses):
         assert r.status_code == 200, r.text
-        expected = tiny_reranker.score(q, d)
+        expected = calibrated(tiny_reranker.score(q, d))
         got = {x["index"]: x["relevance_score"] for x in r.json()["results"]}
         assert [got[i] for i in range(len(d))] == pytest.approx(expected, abs=1e-4)
     delta = {name: metric(client, name) - value for name, value in before.items()}
@@ -91,7 +91,8 @@ def test_max_tokens_per_doc(client, tiny_reranker):
     assert r.status_code == 200, r.text
     tok = tiny_reranker.tokenizer
     cut = tok.decode(tok(doc, add_special_tokens=False)["input_ids"][:5])
-    assert r.json()["results"][0]["relevance_score"] == pytest.approx(tiny_reranker.score("transition", [cut])[0], abs=1e-4)
+    assert r.json()["results"][0]["relevance_score"] == pytest.approx(
+        calibrated(tiny_reranker.score("transition", [cut]))[0], abs=1e-4)
 
 
 # --------------------------------------------------------------------------- search
@@ -107,7 +108,7 @@ def test_search_reranks_bm25_candidates(client, cranfield, cranfield_index, tiny
     bm25 = BM25Searcher(cranfield_index).search(query, 20)
     bm25_ids = [h.docid for h in bm25]
     texts = {d: cranfield.corpus[d] for d in bm25_ids}
-    expected = dict(zip(bm25_ids, tiny_reranker.score(query, [texts[d] for d in bm25_ids])))
+    expected = dict(zip(bm25_ids, calibrated(tiny_reranker.score(query, [texts[d] for d in bm25_ids]))))
     scores = [x["relevance_score"] for x in results]
     assert scores == sorted(scores, reverse=True)
     assert scores[0] == pytest.approx(max(expected.values()), abs=1e-4)
@@ -121,7 +122,8 @@ def test_search_reranks_bm25_candidates(client, cranfield, cranfield_index, tiny
 
 
 def test_search_fuses_model_and_bm25_scores(client, cranfield, cranfield_index, tiny_model_dir):
-    """The strict app fuses (interpolate, BM25 weight 0.3): the ranking follows the fused score."""
+    """The strict app fuses (interpolate, BM25 weight 0.3) the model's raw scores, as the weight is
+    tuned, with BM25's: the ranking follows the fused score; model_score is on the app's scale (sigmoid)."""
     from prorank import Reranker
     from prorank.fusion import interpolate
     from prorank.retrieval.bm25 import BM25Searcher
@@ -133,9 +135,10 @@ def test_search_fuses_model_and_bm25_scores(client, cranfield, cranfield_index, 
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     bm25 = BM25Searcher(cranfield_index).search(query, 20)
-    strict_model = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=512, normalize=True)
-    model = strict_model.score(query, [cranfield.corpus[h.docid] for h in bm25])
-    fused = dict(zip([h.docid for h in bm25], interpolate(model, [h.score for h in bm25], 0.3)))
+    strict_model = Reranker.from_pretrained(tiny_model_dir, device="cpu", max_length=512)
+    raw = strict_model.score(query, [cranfield.corpus[h.docid] for h in bm25])
+    model = strict_model.score(query, [cranfield.corpus[h.docid] for h in bm25], normalize="sigmoid")
+    fused = dict(zip([h.docid for h in bm25], interpolate(raw, [h.score for h in bm25], 0.3)))
     assert [x["docid"] for x in results] == sorted(fused, key=lambda d: (-fused[d], [h.docid for h in bm25].index(d)))
     for x in results:
         assert x["relevance_score"] == pytest.approx(fused[x["docid"]], abs=1e-4)
