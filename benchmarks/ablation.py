@@ -6,16 +6,23 @@ judged scifact test queries in natural id order, BM25 top-``top_k``) with the sa
 score cache makes a repeated run free). The final model (stage 1 + stage 2) and the zero-shot
 model are then run unchanged on out-of-domain collections.
 
-    PRORANK_DATA_DIR=../shared/data python benchmarks/ablation.py \
-        --warmup runs/warmup-cpu/model --score_only runs/score-cpu-small-base/model \
-        --full runs/score-cpu-small/model
+The shipped recipe's ablation (issue #30): stage 2 alone (`prorank-smollm2-135m-stage2`, trained by
+``configs/score-cpu.yaml`` from the base model) against the same stage 2 from stage 1's checkpoint
+(``prorank train pipeline --config configs/pipeline-cpu.yaml``), all SciFact test queries and four
+other collections, alone and fused, into ``benchmarks/results/pipeline/``::
 
-(stage 2 here is the small recipe, ``configs/score-cpu-small.yaml``; the shipped model's recipe
-is ``configs/score-cpu.yaml`` and its evaluation ``benchmarks/quality.py``)
+    PRORANK_DATA_DIR=../shared/data python benchmarks/ablation.py --base null --warmup null \
+        --score_only prorank-smollm2-135m-stage2 --full runs/pipeline-cpu/score/model \
+        --max_queries null --max_length 256 --ood '[nfcorpus:dev, cranfield, cacm, med]' \
+        --ood_max_queries null --ood_systems '[stage2, stage1+stage2]' --results benchmarks/results/pipeline
 
-writes ``benchmarks/results/ablation-scifact.json`` (in domain) and
-``benchmarks/results/ablation-ood.json`` and prints the tables as Markdown.
-Systems whose checkpoint is missing are reported as such, never silently dropped.
+The small-recipe ablation at 128 tokens (``benchmarks/results/ablation-128/``) ran with
+``--warmup runs/warmup-cpu/model --score_only runs/score-cpu-small-base/model --full
+runs/score-cpu-small/model --max_length 128`` (stage 2 there is ``configs/score-cpu-small.yaml``).
+
+Each run writes ``ablation-<dataset>.json`` (in domain) and ``ablation-ood.json`` into ``--results``
+and prints the tables as Markdown; p-values are paired randomization tests over the same queries
+(against BM25, the zero-shot model and stage 2 alone). Systems whose checkpoint is missing are reported as such, never silently dropped.
 """
 
 from __future__ import annotations
@@ -44,8 +51,9 @@ class AblationConfig:
     max_queries: int = 50
     top_k: int = 20
     max_length: int = 256
-    batch_size: int = 8
-    ood: list[str] = field(default_factory=lambda: ["med"])  # other collections, full model unchanged
+    batch_size: int | None = None  # pairs per forward pass; None: the device default
+    # other collections ("name" or "name:split", split test by default), the chosen systems unchanged
+    ood: list[str] = field(default_factory=lambda: ["med"])
     ood_max_queries: int | None = 50
     ood_systems: list[str] = field(default_factory=lambda: ["zero-shot", "stage1+stage2"])
     fusion: str | None = None  # none | interpolate | rrf; None: each checkpoint's dev-tuned fusion
@@ -55,10 +63,11 @@ class AblationConfig:
     cache: str | None = None  # default: the shared score cache
 
 
-def _eval(cfg: AblationConfig, dataset: str, model: str, name: str, max_queries: int | None) -> dict[str, Any]:
+def _eval(cfg: AblationConfig, dataset: str, model: str, name: str, max_queries: int | None,
+          split: str | None = None) -> dict[str, Any]:
     from prorank.evaluation.job import EvalConfig, main
 
-    ecfg = EvalConfig(datasets=[dataset], model=model, top_k=cfg.top_k, split=cfg.split, max_queries=max_queries,
+    ecfg = EvalConfig(datasets=[dataset], model=model, top_k=cfg.top_k, split=split or cfg.split, max_queries=max_queries,
                       output=str(Path(cfg.output) / f"{Path(dataset).name}-{name}"), cache=cfg.cache,
                       reranker={"batch_size": cfg.batch_size, "max_length": cfg.max_length, "device": cfg.device,
                                 "fusion": cfg.fusion})
@@ -83,14 +92,15 @@ def _row(summary: dict[str, Any], system: str, model: str | None, which: str) ->
     }
 
 
-def run_dataset(cfg: AblationConfig, dataset: str, systems: dict[str, str | None], max_queries: int | None) -> dict[str, Any]:
+def run_dataset(cfg: AblationConfig, dataset: str, systems: dict[str, str | None], max_queries: int | None,
+                split: str | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     for system, model in systems.items():
         if model is None or not (Path(model).exists() or not model.startswith(("runs/", "/", "."))):
             rows.append({"system": system, "model": model, "missing": True})
             continue
-        summary = _eval(cfg, dataset, model, system, max_queries)
+        summary = _eval(cfg, dataset, model, system, max_queries, split)
         (ds,) = summary["datasets"].values()
         if not any(r["system"] == "BM25" for r in rows):
             rows.insert(0, _row(summary, "BM25", None, "bm25"))
@@ -100,7 +110,7 @@ def run_dataset(cfg: AblationConfig, dataset: str, systems: dict[str, str | None
         if "fused" in ds["metrics"]:  # the checkpoint's dev-tuned fusion with BM25
             rows.append(_row(summary, f"{system} fused", model, "fused"))
     if not any(r["system"] == "BM25" for r in rows):  # every checkpoint missing: BM25 alone
-        rows.insert(0, _row(_eval(cfg, dataset, "none", "bm25", max_queries), "BM25", None, "bm25"))
+        rows.insert(0, _row(_eval(cfg, dataset, "none", "bm25", max_queries, split), "BM25", None, "bm25"))
     significance(rows, Path(dataset).name)
     return {"dataset": dataset, **info, "top_k": cfg.top_k, "max_length": cfg.max_length, "rows": rows,
             "significance": SIGNIFICANCE}
@@ -136,13 +146,14 @@ def main(cfg: AblationConfig) -> dict[str, Any]:
     atomic_write_json(results / f"ablation-{name}.json", report)
     print(markdown(in_domain))
     ood = {}
-    for dataset in cfg.ood:
+    for spec in cfg.ood:
+        dataset, _, split = spec.partition(":")
         chosen = {s: m for s, m in systems.items() if s in cfg.ood_systems}
-        ood[dataset] = run_dataset(cfg, dataset, chosen, cfg.ood_max_queries)
+        ood[spec] = run_dataset(cfg, dataset, chosen, cfg.ood_max_queries, split or "test")
         atomic_write_json(results / "ablation-ood.json", {"format": "prorank-ablation-v1", "config": to_dict(cfg),
                                                          "trained_on": name, "datasets": ood})
         print()
-        print(markdown(ood[dataset]))
+        print(markdown(ood[spec]))
     report["ood"] = ood
     return report
 

@@ -2,12 +2,12 @@
 
 Every candidate reranks the BM25 top-k of the same dev queries (a stage-2 run's ``dev.json``:
 training queries held out of every candidate, plus the dev splits of training-only collections)
-through ``prorank.train.devset.evaluate`` -- the function stage 2 evaluates itself with. A
-candidate whose stage-2 run evaluated this very ``dev.json`` at its saved step (its
+through ``prorank.train.devset.evaluate`` -- the function stage 2 evaluates itself with (here
+through the evaluation's score cache, so a repeated run does no model work). A candidate whose stage-2 run evaluated this very ``dev.json`` at its saved step (its
 ``summary.json``) is read from there instead of being scored again. The first candidate is the
 challenger: it ships iff its nDCG@10 alone, over all dev queries, is >= every other's.
 
-    PRORANK_DATA_DIR=../shared/data python benchmarks/select.py \\
+    PRORANK_DATA_DIR=../shared/data python benchmarks/selection.py \\
         --dev runs/pipeline-cpu/score/dev.json \\
         --candidates '{P: runs/pipeline-cpu/score/model, S: prorank-smollm2-135m}'
 
@@ -36,6 +36,7 @@ class SelectConfig:
     candidates: dict = field(default_factory=lambda: {"P": "runs/pipeline-cpu/score/model",
                                                        "S": "prorank-smollm2-135m"})
     out: str = "benchmarks/results/pipeline/selection-dev.json"
+    cache: str | None = None  # score cache file (None: the evaluation's default; "none" disables)
 
 
 def from_run(model: str, dev: Path) -> dict[str, Any] | None:
@@ -54,12 +55,19 @@ def from_run(model: str, dev: Path) -> dict[str, Any] | None:
             "source": f"{summary} (step {record['best_step']})"}
 
 
-def measure(model: str, dev: Any) -> dict[str, Any]:
+def measure(model: str, dev: Any, cache: str | None = None) -> dict[str, Any]:
+    """``model`` on ``dev`` through the score cache (``cache``: its file; None: the default one)."""
+    from prorank.evaluation.cache import open_cache
     from prorank.reranker import Reranker
     from prorank.train.devset import evaluate
 
-    reranker = Reranker.from_pretrained(model)
-    result = evaluate(reranker, dev)
+    reranker = Reranker.from_pretrained(model, normalize=False)  # raw scores, as stage 2 evaluates itself
+    scores = open_cache(cache)
+    try:
+        result = evaluate(reranker, dev, cache=scores)
+    finally:
+        if scores is not None:
+            scores.close()
     return {"ndcg@10": result.ndcg, "fused_ndcg@10": result.fused_ndcg, "fusion_weight": result.fusion_weight,
             "per_collection": result.per_collection, "source": "scored here"}
 
@@ -70,11 +78,11 @@ def main(cfg: SelectConfig) -> dict[str, Any]:
     started = time.time()
     dev_path = Path(cfg.dev)
     dev = DevSet.load(dev_path)
-    rows = {name: from_run(model, dev_path) or measure(model, dev) for name, model in cfg.candidates.items()}
+    rows = {name: from_run(model, dev_path) or measure(model, dev, cfg.cache) for name, model in cfg.candidates.items()}
     challenger, *others = list(cfg.candidates)
     ships = all(rows[challenger]["ndcg@10"] >= rows[o]["ndcg@10"] for o in others)
     report = {
-        "command": " ".join(["python", "benchmarks/select.py", *sys.argv[1:]]), "date": now_utc(),
+        "command": " ".join(["python", "benchmarks/selection.py", *sys.argv[1:]]), "date": now_utc(),
         "git": git_state(REPO), "machine": hardware(), "versions": versions(),
         "rule": "benchmarks/results/pipeline/selection-rule.md", "dev": dev.describe(),
         "candidates": cfg.candidates, "results": rows,
