@@ -418,7 +418,9 @@ def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path
     assert meta["parent"] == str(warm) and meta["parent_stage"] == "warmup"
     assert meta["base_model"] == str(tiny_model_dir)
     assert report["stages"]["warmup"]["checkpoint"] == str(warm)
-    assert pipeline_main(cfg)["stages"]["warmup"]["skipped"] == "checkpoint exists"
+    again = pipeline_main(cfg)["stages"]["warmup"]
+    assert again["skipped"] == "checkpoint exists"  # not trained twice, and its record is kept:
+    assert again["seconds"] == report["stages"]["warmup"]["seconds"] and again["summary"]["global_step"] == 1
 
 
 def test_an_interrupted_stage1_resumes_in_the_pipeline(tiny_model_dir, groups_file, tmp_path) -> None:

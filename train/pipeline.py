@@ -115,7 +115,9 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
         from prorank.train.stage1_warmup import main as warmup_main
 
         if read_metadata(warm_ckpt) is not None and not cfg.force:
-            report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "skipped": "checkpoint exists"}
+            # the record of the run that trained it (time, peak memory, summary) is kept
+            earlier = _earlier_stage(out / "pipeline.json", "warmup")
+            report["stages"]["warmup"] = {**earlier, "checkpoint": str(warm_ckpt), "skipped": "checkpoint exists"}
         else:
             if wcfg.resume_from_checkpoint is None and not cfg.force and _has_checkpoint(wcfg):
                 wcfg.resume_from_checkpoint = True  # an interrupted stage 1 continues from its last save
@@ -163,6 +165,16 @@ def _evaluate(cfg: PipelineConfig, name: str, model: str, max_length: int) -> di
     return {"model": model, "average": summary["average"],
             "datasets": {k: v["metrics"] for k, v in summary["datasets"].items()},
             "summary": str(out / "summary.json")}
+
+
+def _earlier_stage(path: Path, stage: str) -> dict[str, Any]:
+    """A stage's entry in an earlier ``pipeline.json`` of this output folder (``{}`` when none)."""
+    import json
+
+    if not path.is_file():
+        return {}
+    entry = json.loads(path.read_text(encoding="utf-8")).get("stages", {}).get(stage) or {}
+    return {k: v for k, v in entry.items() if k != "skipped"}
 
 
 def _has_checkpoint(wcfg: Any) -> bool:
