@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -394,24 +395,33 @@ def test_pipeline_without_warmup_runs_score_and_is_rerunnable(tiny_model_dir, gr
     assert again["stages"]["score"]["summary"]["resumed_from_step"] == 2
 
 
-def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path) -> None:
+def _pipeline(model_dir: Path, groups: Path, out: Path, warmup: dict | None = None, grpo: dict | None = None,
+              score: dict | None = None) -> Any:
+    """A two-stage PipelineConfig on the tiny model: stage 1 on 4 JSONL pairs (1 GRPO step), stage 2
+    on the groups file (1 step); ``warmup``, ``grpo`` and ``score`` override those blocks."""
     from prorank.config import from_dict
     from prorank.train.pipeline import PipelineConfig
-    from prorank.train.pipeline import main as pipeline_main
 
-    pairs = tmp_path / "pairs.jsonl"
+    pairs = out / "pairs.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
     pairs.write_text("".join(json.dumps({"query": f"q{i}", "document": f"doc {i}", "label": i % 2}) + "\n"
                              for i in range(4)))
-    cfg = from_dict(PipelineConfig, {
-        "output_dir": str(tmp_path / "p"), "evaluation": None,
-        "warmup": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
-                   "num_threads": 1,
+    return from_dict(PipelineConfig, {
+        "output_dir": str(out / "p"), "evaluation": None,
+        "warmup": {"model": str(model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
+                   "num_threads": 1, **(warmup or {}),
                    "grpo": {"max_steps": 1, "per_device_train_batch_size": 4, "num_generations": 2,
                             "max_completion_length": 2, "use_cpu": True, "report_to": "none",
-                            "save_strategy": "no", "logging_steps": 1}},
-        "score": {"datasets": [], "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 1,
-                  "num_threads": 1},
+                            "save_strategy": "no", "logging_steps": 1, **(grpo or {})}},
+        "score": {"datasets": [], "jsonl": str(groups), "max_length": MAX_LENGTH, "max_steps": 1,
+                  "num_threads": 1, **(score or {})},
     })
+
+
+def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path) -> None:
+    from prorank.train.pipeline import main as pipeline_main
+
+    cfg = _pipeline(tiny_model_dir, groups_file, tmp_path)
     report = pipeline_main(cfg)
     warm = tmp_path / "p" / "warmup" / "model"
     meta = json.loads((tmp_path / "p" / "score" / "model" / "prorank.json").read_text())
@@ -428,23 +438,12 @@ def test_an_interrupted_stage1_resumes_in_the_pipeline(tiny_model_dir, groups_fi
     stage 1 from that checkpoint instead of starting it again."""
     import shutil
 
-    from prorank.config import from_dict
-    from prorank.train.pipeline import PipelineConfig, stage_configs
     from prorank.train.pipeline import main as pipeline_main
+    from prorank.train.pipeline import stage_configs
     from prorank.train.stage1_warmup import main as warmup_main
 
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"query": f"q{i}", "document": f"doc {i}", "label": i % 2}) + "\n"
-                             for i in range(4)))
-    grpo = {"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 2,
-            "use_cpu": True, "report_to": "none", "save_strategy": "steps", "save_steps": 1, "logging_steps": 1}
-    cfg = from_dict(PipelineConfig, {
-        "output_dir": str(tmp_path / "p"), "evaluation": None,
-        "warmup": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
-                   "num_threads": 1, "grpo": grpo},
-        "score": {"datasets": [], "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 1,
-                  "num_threads": 1},
-    })
+    cfg = _pipeline(tiny_model_dir, groups_file, tmp_path,
+                    grpo={"max_steps": 2, "save_strategy": "steps", "save_steps": 1})
     first, _ = stage_configs(cfg)
     first.grpo["max_steps"] = 1
     warmup_main(first)  # the interrupted run: one step saved as trainer/checkpoint-1 ...
@@ -461,25 +460,13 @@ def test_pipeline_chains_lora_warmup_into_one_adapter(tiny_model_dir, groups_fil
     base holding both (ranks added), which loads as a reranker."""
     from safetensors.torch import load_file
 
-    from prorank.config import from_dict
     from prorank.reranker import Reranker
-    from prorank.train.pipeline import PipelineConfig
     from prorank.train.pipeline import main as pipeline_main
 
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"query": f"q{i}", "document": f"doc {i}", "label": i % 2}) + "\n"
-                             for i in range(4)))
-    cfg = from_dict(PipelineConfig, {
-        "output_dir": str(tmp_path / "p"), "evaluation": None,
-        "warmup": {"model": str(tiny_model_dir), "datasets": [], "jsonl": str(pairs), "max_length": MAX_LENGTH,
-                   "num_threads": 1, "lora": {"r": 2, "lora_alpha": 4}, "merge_lora": False,
-                   "grpo": {"max_steps": 1, "per_device_train_batch_size": 4, "num_generations": 2,
-                            "max_completion_length": 2, "use_cpu": True, "report_to": "none",
-                            "save_strategy": "no", "logging_steps": 1, "learning_rate": 0.05}},
-        "score": {"datasets": [], "jsonl": str(groups_file), "max_length": MAX_LENGTH, "max_steps": 2,
-                  "num_threads": 1, "lora": {"r": 4, "lora_alpha": 8}, "merge_lora": False,
-                  "train_answer_rows": True, "learning_rate": 1e-2},
-    })
+    cfg = _pipeline(tiny_model_dir, groups_file, tmp_path, warmup={"lora": {"r": 2, "lora_alpha": 4}, "merge_lora": False},
+                    grpo={"learning_rate": 0.05},
+                    score={"max_steps": 2, "lora": {"r": 4, "lora_alpha": 8}, "merge_lora": False,
+                           "train_answer_rows": True, "learning_rate": 1e-2})
     report = pipeline_main(cfg)
     warm, final = tmp_path / "p" / "warmup" / "model", tmp_path / "p" / "score" / "model"
     assert json.loads((warm / "adapter_config.json").read_text())["r"] == 2
