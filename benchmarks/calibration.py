@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from prorank.calibration import fit_calibration
     from prorank.evaluation.cache import open_cache
-    from prorank.evaluation.judged_pairs import checkpoint_dev, named_queries, score_devset
+    from prorank.evaluation.judged_pairs import score_devset
+    from prorank.train.devset import checkpoint_dev, named_queries
     from prorank.reranker import Reranker
 
     began = time.time()

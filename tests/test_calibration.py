@@ -251,7 +251,7 @@ def test_the_shipped_checkpoint_dev_set_is_rebuilt_exactly(data_dir):
     """``prorank calibrate``'s default data: the shipped model's own dev queries, at its dev depth;
     the same queries and candidates training measured (BM25 nDCG@10 as recorded in prorank.json)."""
     from prorank.checkpoint import read_metadata
-    from prorank.evaluation.judged_pairs import checkpoint_dev
+    from prorank.train.devset import checkpoint_dev
     from prorank.registry import REGISTRY, bundled_path
 
     meta = read_metadata(bundled_path(REGISTRY["prorank-smollm2-135m"]))

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from prorank.atomic import atomic_write_json
+from prorank.evaluation.judged_pairs import DEFAULT_TOP_K
 
 
 @dataclass
@@ -144,3 +145,32 @@ def evaluate(reranker: Any, dev: DevSet, instruction: str | None = None, cache: 
     weight, table = tune_weight(lists, qrels, "interpolate")
     return DevResult(ndcg=sum(all_ndcg) / len(all_ndcg), per_collection=per_collection, fusion_weight=weight,
                      fused_ndcg=table[weight], fusion_table=table, pairs=pairs)
+
+
+def checkpoint_dev(metadata: Mapping[str, Any], top_k: int | None = None, data_dir: str | None = None) -> DevSet:
+    """The dev queries of a stage-2 checkpoint with their BM25 top-``top_k`` (default: the depth
+    it was tuned at, ``dev_top_k``, else 20). Raises ``ValueError`` when ``prorank.json`` names none."""
+    from prorank.train.sources import DataSource, load_sources
+
+    config = (metadata or {}).get("config") or {}
+    if not config.get("dev"):
+        raise ValueError("its prorank.json names no dev queries (config.dev: a stage-2 checkpoint has them); "
+                         "name the data with --dataset NAME:SPLIT")
+    specs = [DataSource(**spec) for spec in config["dev"]]
+    _, sources = load_sources([], specs, data_dir or config.get("data_dir"), config.get("seed", 0))
+    return build_devset(sources, top_k or config.get("dev_top_k") or DEFAULT_TOP_K)
+
+
+def named_queries(datasets: Sequence[str], top_k: int = DEFAULT_TOP_K, max_queries: int | None = None,
+                  data_dir: str | None = None, seed: int = 0) -> DevSet:
+    """Judged queries of ``datasets`` (``name`` or ``name:split``, default split train; a folder
+    works too) with their BM25 top-``top_k``: all of them, or a seeded sample of ``max_queries``."""
+    import dataclasses
+
+    from prorank.train.sources import DataSource, load_sources
+
+    if not datasets:
+        raise ValueError("name at least one dataset")
+    specs = [dataclasses.replace(DataSource.from_string(d), max_queries=max_queries) for d in datasets]
+    _, sources = load_sources([], specs, data_dir, seed)
+    return build_devset(sources, top_k)

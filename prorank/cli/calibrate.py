@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     from prorank.calibration import fit_calibration, sigmoid, store_in_checkpoint
     from prorank.config import check_positive, from_dict
     from prorank.evaluation.cache import open_cache
-    from prorank.evaluation.judged_pairs import checkpoint_dev, named_queries, score_devset
+    from prorank.evaluation.judged_pairs import score_devset
+    from prorank.train.devset import checkpoint_dev, named_queries
     from prorank.evaluation.provenance import portable_path
     from prorank.evaluation.reliability import calibration_measures
     from prorank.options import RerankerOptions

@@ -11,12 +11,9 @@ counting them flattens the map; docs/calibration.md has the measurement). Scores
 ``logit("1") - logit("0")`` and come through the on-disk score cache exactly as ``prorank eval``
 scores them (``prorank.evaluation.rerank.rerank_chunks``), so a repeated run does no model work.
 
-Query sets (``prorank.train.devset.DevSet``, BM25 candidates included):
-
-* :func:`checkpoint_dev` -- the dev queries a stage-2 checkpoint was tuned on (``config.dev`` of
-  its ``prorank.json``, sampled with its seed: the queries its training held out);
-* :func:`named_queries` -- the judged queries of named collections (``scifact:test``), all of them
-  or a seeded sample.
+Query sets are ``prorank.train.devset.DevSet`` objects (BM25 candidates included), built by
+``prorank.train.devset.checkpoint_dev`` (the dev queries a stage-2 checkpoint was tuned on) or
+``named_queries`` (the judged queries of named collections).
 """
 
 from __future__ import annotations
@@ -122,34 +119,3 @@ def score_devset(reranker: Any, dev: Any, cache: ScoreCache | None, instruction:
             pairs.qrels[f"{col.name}/{qid}"] = dict(col.qrels[qid])
         pairs.collections.append({"dataset": col.name, "split": col.split, "path": col.path, "queries": len(col.qids)})
     return pairs
-
-
-def checkpoint_dev(metadata: Mapping[str, Any], top_k: int | None = None, data_dir: str | None = None) -> Any:
-    """The dev queries of a stage-2 checkpoint with their BM25 top-``top_k`` (default: the depth
-    it was tuned at, ``dev_top_k``, else 20). Raises ``ValueError`` when ``prorank.json`` names none."""
-    from prorank.train.devset import build_devset
-    from prorank.train.sources import DataSource, load_sources
-
-    config = (metadata or {}).get("config") or {}
-    if not config.get("dev"):
-        raise ValueError("its prorank.json names no dev queries (config.dev: a stage-2 checkpoint has them); "
-                         "name the data with --dataset NAME:SPLIT")
-    specs = [DataSource(**spec) for spec in config["dev"]]
-    _, sources = load_sources([], specs, data_dir or config.get("data_dir"), config.get("seed", 0))
-    return build_devset(sources, top_k or config.get("dev_top_k") or DEFAULT_TOP_K)
-
-
-def named_queries(datasets: Sequence[str], top_k: int = DEFAULT_TOP_K, max_queries: int | None = None,
-                  data_dir: str | None = None, seed: int = 0) -> Any:
-    """Judged queries of ``datasets`` (``name`` or ``name:split``, default split train; a folder
-    works too) with their BM25 top-``top_k``: all of them, or a seeded sample of ``max_queries``."""
-    import dataclasses
-
-    from prorank.train.devset import build_devset
-    from prorank.train.sources import DataSource, load_sources
-
-    if not datasets:
-        raise ValueError("name at least one dataset")
-    specs = [dataclasses.replace(DataSource.from_string(d), max_queries=max_queries) for d in datasets]
-    _, sources = load_sources([], specs, data_dir, seed)
-    return build_devset(sources, top_k)
