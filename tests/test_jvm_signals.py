@@ -69,8 +69,8 @@ CTRL_C = textwrap.dedent("""
     import time
     from prorank.retrieval import ensure_jvm
     ensure_jvm()
-    print("ready", flush=True)
-    try:
+    try:  # "ready" inside the try: the interrupt may land before print returns (the test reads the line first)
+        print("ready", flush=True)
         time.sleep(60)
         print("not interrupted")
     except KeyboardInterrupt:
