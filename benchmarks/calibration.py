@@ -12,7 +12,7 @@ Three parts, nothing fitted on test queries:
    refitting Platt on all dev pairs gives the stored calibration (``prorank calibrate``'s result).
 2. **Held-out evidence.** The calibration the model carries (``prorank.json``, or ``--calibration
    FILE``) on every BM25 top-20 pair of each collection's judged test queries (``scifact:test``:
-   300 queries; ``med:test``: 30, out of domain): ECE, Brier, log loss, the reliability table, and
+   300 queries; ``med:test``: 30 and ``cacm:test``: 52, out of domain): ECE, Brier, log loss, the reliability table, and
    what a client keeping ``relevance_score > t`` gets (precision and recall; t = 0.5 and others),
    before and after; and the ECE the map fitted with the other label rule would have had.
 3. **Ranking unchanged.** nDCG@10 of the reranked top-20 sorted by raw and by calibrated scores
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", default="prorank-smollm2-135m", help="checkpoint (alias or folder)")
     parser.add_argument("--calibration", default=None,
                         help="a calibration file to measure (default: the model's own, in its prorank.json)")
-    parser.add_argument("--datasets", nargs="+", default=["scifact:test", "med:test"],
+    parser.add_argument("--datasets", nargs="+", default=["scifact:test", "med:test", "cacm:test"],
                         help="held-out collections NAME:SPLIT (scored, never fitted on)")
     parser.add_argument("--top-k", type=int, default=20, help="BM25 candidates per query (the evaluation's depth)")
     parser.add_argument("--folds", type=int, default=5, help="folds of dev queries for the method comparison")
