@@ -210,6 +210,26 @@ def test_exploration_schedule_is_logged(label_model_dir, pairs_file, tmp_path):
     assert records[0]["phase"] == 1
 
 
+def test_a_resumed_run_continues_the_exploration_schedule(label_model_dir, pairs_file, tmp_path):
+    """Each trainer checkpoint holds the schedule's state; resuming goes on from it instead of
+    starting phase 1 again (here a checkpoint whose schedule had reached phase 2 with bias 7)."""
+    from prorank.train.grpo_trainer import EXPLORATION_STATE
+
+    cfg = _cfg(label_model_dir, pairs_file, tmp_path / "run", max_completion_length=2)
+    cfg.answer_first_phase, cfg.end_of_answer_bias = True, 4.0
+    main(cfg)
+    saved = tmp_path / "run" / "trainer" / "checkpoint-2" / EXPLORATION_STATE
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert json.loads(saved.read_text())["phase"] == records[-1]["phase"] == 1  # two steps: not yet 2 in a row
+    saved.write_text(json.dumps({"phase": 2, "bias": 7.0, "streak": 0}))
+    cfg.grpo["max_steps"], cfg.resume_from_checkpoint = 3, True
+    main(cfg)
+    step3 = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()][-1]
+    assert step3["step"] == 3
+    assert (step3["phase"], step3["generated_tokens"], step3["end_of_answer_bias"]) == (2, 2, 7.0)
+    assert json.loads((tmp_path / "run" / "trainer" / "checkpoint-3" / EXPLORATION_STATE).read_text())["phase"] == 2
+
+
 def test_balanced_batches_and_probe_reach_the_log(label_model_dir, pairs_file, tmp_path, data_dir):
     """Two prompts per step read in order 1, 0, 1, 0; the label_one diagnostic and the held-out
     probe (real scifact pairs, before training and every step) land in log.jsonl."""

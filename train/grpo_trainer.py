@@ -29,7 +29,8 @@ four additions, each set by a ``WarmupConfig`` field and off when that field say
 3. **Exploration** for models that never answer exactly zero-shot (``answer_first_phase``,
    ``end_of_answer_bias``; sampling only, ``Exploration``): the generation length and the sampling
    bonus on ending the turn right after a label, set before each generation, updated from each
-   logged step's format rate.
+   logged step's format rate; its state is saved in every trainer checkpoint and a resumed run
+   continues from it (``EXPLORATION_STATE``).
 4. **The probe** (``probe``, ``prorank.train.probe``): held-out score AUC every few steps
    (``ProbeCallback``).
 
@@ -42,11 +43,17 @@ TRL's hooks overridden here (``_calculate_rewards``, ``_generate_and_score_compl
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trl
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from prorank.atomic import atomic_write_json
 
 from prorank.prompt import ANSWER_POSITIVE, LABELS
 from prorank.train.answers import distinct_prompts, eos_token_ids, label_answer_logprobs
@@ -57,6 +64,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WarmupTrainer", "Exploration", "ProbeCallback", "METRIC_ALIASES", "weighted_rewards", "label_rewards",
            "expected_baseline", "label_balance_term", "end_of_answer_bias"]
+
+EXPLORATION_STATE = "exploration.json"  # in each trainer checkpoint-N folder: Exploration.state()
 
 # logged curve name -> TRL metric name (from the reward functions' names)
 METRIC_ALIASES = {
@@ -183,6 +192,16 @@ class Exploration:
         return {"phase": self.phase, "generated_tokens": 1 if self.phase == 1 else self.length,
                 "end_of_answer_bias": round(self.bias if self.phase == 2 else 0.0, 3)}
 
+    def state(self) -> dict[str, Any]:
+        """Where the schedule stands (``phase``, ``bias``, ``streak``): saved with each trainer checkpoint."""
+        return {"phase": self.phase, "bias": self.bias, "streak": self.streak}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from ``state()`` (a resumed run goes on where the interrupted one was)."""
+        if state.get("phase") not in (1, 2) or not isinstance(state.get("bias"), (int, float)):
+            raise ValueError(f"exploration state: expected phase 1 or 2 and a numeric bias, got {state}")
+        self.phase, self.bias, self.streak = int(state["phase"]), float(state["bias"]), int(state.get("streak", 0))
+
     def update(self, format_rate: Any) -> None:
         """Move on from a logged step's sampled format rate (nothing when it was not logged)."""
         if not isinstance(format_rate, (int, float)):
@@ -240,6 +259,23 @@ class WarmupTrainer(trl.GRPOTrainer):
         if cfg.answer_first_phase or cfg.end_of_answer_bias:
             self.exploration = Exploration(builder, cfg.answer_first_phase, cfg.end_of_answer_bias,
                                            self.args.max_completion_length)
+
+    def train(self, resume_from_checkpoint: Any = None, **kwargs: Any) -> Any:
+        """TRL's ``train``; a resumed run also takes the exploration schedule from the checkpoint."""
+        if self.exploration is not None and isinstance(resume_from_checkpoint, (str, Path)):
+            saved = Path(resume_from_checkpoint) / EXPLORATION_STATE
+            if saved.is_file():
+                self.exploration.restore(json.loads(saved.read_text(encoding="utf-8")))
+            else:  # a checkpoint written before the schedule was saved
+                warnings.warn(f"{saved} is missing: the exploration schedule starts again from phase "
+                              f"{self.exploration.phase}", stacklevel=2)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.exploration is not None and self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            atomic_write_json(folder / EXPLORATION_STATE, self.exploration.state())
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # the step's rewards, gathered over all processes ([completions, functions]), for the baseline
