@@ -102,15 +102,19 @@ def score_lists(reranker: Any, dev: DevSet, instruction: str | None = None
     """Every dev query's candidates scored by ``reranker``: ``"collection/qid" -> (docids, model
     scores, BM25 scores)`` in BM25 order, and the judgments under the same keys
     (the input of ``prorank.fusion.tune_weight``)."""
+    from tqdm.auto import tqdm
+
     lists: dict[str, tuple[list[str], list[float], list[float]]] = {}
     qrels: dict[str, dict[str, int]] = {}
-    for col in dev.collections:
-        for qid in col.qids:
-            ids = [d for d, _ in col.candidates[qid]]
-            scores = reranker.score(col.query_text[qid], [col.docs[d] for d in ids], instruction=instruction)
-            key = f"{col.name}/{qid}"
-            lists[key] = (ids, [float(x) for x in scores], [s for _, s in col.candidates[qid]])
-            qrels[key] = col.qrels[qid]
+    with tqdm(total=sum(len(col.qids) for col in dev.collections), desc="dev", unit="query", leave=False) as bar:
+        for col in dev.collections:
+            for qid in col.qids:
+                ids = [d for d, _ in col.candidates[qid]]
+                scores = reranker.score(col.query_text[qid], [col.docs[d] for d in ids], instruction=instruction)
+                key = f"{col.name}/{qid}"
+                lists[key] = (ids, [float(x) for x in scores], [s for _, s in col.candidates[qid]])
+                qrels[key] = col.qrels[qid]
+                bar.update(1)
     return lists, qrels
 
 
