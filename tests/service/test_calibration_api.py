@@ -35,7 +35,9 @@ def test_calibrated_by_default_raw_on_request_same_order(client, cranfield, tiny
     assert all(0.0 <= p <= 1.0 for p in probs)
     assert probs == pytest.approx(calibrated(raw), abs=1e-4) and probs != pytest.approx(raw, abs=1e-2)
     assert _by_index(asked_raw.json()["results"]) == pytest.approx(raw, abs=1e-4)
-    assert _by_index(asked_not.json()["results"]) == probs
+    # the same scale as the default; not bit-equal: the service batches across requests, and another
+    # batch (padding) moves float32 scores in the last digits
+    assert _by_index(asked_not.json()["results"]) == pytest.approx(probs, abs=1e-6)
 
 
 def test_degenerate_documents_get_the_floor_and_come_last(client, tiny_reranker):
