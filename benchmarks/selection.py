@@ -5,13 +5,21 @@ training queries held out of every candidate, plus the dev splits of training-on
 through ``prorank.train.devset.evaluate`` -- the function stage 2 evaluates itself with (here
 through the evaluation's score cache, so a repeated run does no model work). A candidate whose stage-2 run evaluated this very ``dev.json`` at its saved step (its
 ``summary.json``) is read from there instead of being scored again. The first candidate is the
-challenger: it ships iff its nDCG@10 alone, over all dev queries, is >= every other's.
+challenger: it ships iff its nDCG@10 alone, over all dev queries, is >= every other's (and, with a
+``guard``, its nDCG@10 over the guard's collections is no more than the tolerance below any other's).
 
     PRORANK_DATA_DIR=../shared/data python benchmarks/selection.py \\
         --dev runs/pipeline-cpu/score/dev.json \\
         --candidates '{P: runs/pipeline-cpu/score/model, S: prorank-smollm2-135m}'
 
-writes ``benchmarks/results/pipeline/selection-dev.json`` and prints the table.
+writes ``benchmarks/results/pipeline/selection-dev.json`` and prints the table. The second round
+(candidate G, ``configs/pipeline-general-cpu.yaml``; rule ``selection-rule-g.md``)::
+
+    PRORANK_DATA_DIR=../shared/data python benchmarks/selection.py \\
+        --dev runs/pipeline-general-cpu/score/dev.json \\
+        --candidates '{G: runs/pipeline-general-cpu/score/model, S: prorank-smollm2-135m}' \\
+        --guard '{collections: [scifact:train, nfcorpus:train], tolerance: 0.01}' \\
+        --rule benchmarks/results/pipeline/selection-rule-g.md --out benchmarks/results/pipeline/selection-dev-g.json
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ class SelectConfig:
     candidates: dict = field(default_factory=lambda: {"P": "runs/pipeline-cpu/score/model",
                                                        "S": "prorank-smollm2-135m"})
     out: str = "benchmarks/results/pipeline/selection-dev.json"
+    rule: str = "benchmarks/results/pipeline/selection-rule.md"  # the committed rule this run applies
+    # the challenger must also stay within `tolerance` of every other candidate on these dev
+    # collections, their queries pooled: e.g. {collections: [scifact:train, nfcorpus:train], tolerance: 0.01}
+    guard: dict | None = None
     cache: str | None = None  # score cache file (None: the evaluation's default; "none" disables)
 
 
@@ -72,6 +84,39 @@ def measure(model: str, dev: Any, cache: str | None = None) -> dict[str, Any]:
             "per_collection": result.per_collection, "source": "scored here"}
 
 
+def pooled(row: dict[str, Any], counts: dict[str, int], collections: list[str]) -> float:
+    """nDCG@10 over the queries of ``collections`` pooled (each query weighs the same).
+
+    >>> round(pooled({"per_collection": {"a:dev": 0.8, "b:dev": 0.2, "c:dev": 0.0}},
+    ...              {"a:dev": 3, "b:dev": 1, "c:dev": 5}, ["a:dev", "b:dev"]), 4)
+    0.65
+    """
+    missing = [c for c in collections if c not in row["per_collection"] or c not in counts]
+    if missing:
+        raise ValueError(f"guard: collections {missing} are not in the dev set {sorted(counts)}")
+    return sum(row["per_collection"][c] * counts[c] for c in collections) / sum(counts[c] for c in collections)
+
+
+def decide(rows: dict[str, dict[str, Any]], challenger: str, counts: dict[str, int],
+           guard: dict | None) -> dict[str, Any]:
+    """The challenger ships iff its dev nDCG@10 alone is >= every other's and, with a ``guard``, its
+    pooled nDCG@10 on the guard's collections is >= every other's minus the guard's tolerance."""
+    others = [name for name in rows if name != challenger]
+    ships = all(rows[challenger]["ndcg@10"] >= rows[o]["ndcg@10"] for o in others)
+    decision: dict[str, Any] = {"challenger": challenger}
+    if guard is not None:
+        unknown = set(guard) - {"collections", "tolerance"}
+        if unknown or "collections" not in guard:
+            raise ValueError(f"guard: needs collections (and tolerance), got keys {sorted(guard)}")
+        tolerance = float(guard.get("tolerance", 0.0))
+        part = {name: pooled(r, counts, list(guard["collections"])) for name, r in rows.items()}
+        held = all(part[challenger] >= part[o] - tolerance for o in others)
+        decision["guard"] = {**guard, "ndcg@10": part, "held": held}
+        ships = ships and held
+    decision["ships"] = ships
+    return decision
+
+
 def main(cfg: SelectConfig) -> dict[str, Any]:
     from prorank.train.devset import DevSet
 
@@ -80,14 +125,15 @@ def main(cfg: SelectConfig) -> dict[str, Any]:
     dev = DevSet.load(dev_path)
     rows = {name: from_run(model, dev_path) or measure(model, dev, cfg.cache) for name, model in cfg.candidates.items()}
     challenger, *others = list(cfg.candidates)
-    ships = all(rows[challenger]["ndcg@10"] >= rows[o]["ndcg@10"] for o in others)
+    described = dev.describe()
+    counts = {f"{c['dataset']}:{c['split']}": c["queries"] for c in described["collections"]}
+    decision = decide(rows, challenger, counts, cfg.guard)
+    ships = decision["ships"]
     report = {
         "command": " ".join(["python", "benchmarks/selection.py", *sys.argv[1:]]), "date": now_utc(),
         "git": git_state(REPO), "machine": hardware(), "versions": versions(),
-        "rule": "benchmarks/results/pipeline/selection-rule.md", "dev": dev.describe(),
-        "candidates": cfg.candidates, "results": rows,
-        "decision": {"challenger": challenger, "ships": ships,
-                     "shipped": cfg.candidates[challenger] if ships else cfg.candidates[others[0]]},
+        "rule": cfg.rule, "dev": described, "candidates": cfg.candidates, "results": rows,
+        "decision": {**decision, "shipped": cfg.candidates[challenger] if ships else cfg.candidates[others[0]]},
         "seconds": round(time.time() - started, 1),
     }
     atomic_write_json(cfg.out, report)
@@ -97,6 +143,10 @@ def main(cfg: SelectConfig) -> dict[str, Any]:
     for name, r in rows.items():
         print(f"| {name} | {r['ndcg@10']:.4f} | {r['fused_ndcg@10']:.4f} ({r['fusion_weight']}) | "
               + " | ".join(f"{r['per_collection'].get(c, float('nan')):.4f}" for c in cols) + " |")
+    if "guard" in decision:
+        print(f"guard ({', '.join(cfg.guard['collections'])} pooled, tolerance {cfg.guard.get('tolerance', 0.0)}): "
+              + ", ".join(f"{n} {v:.4f}" for n, v in decision["guard"]["ndcg@10"].items())
+              + (" -> held" if decision["guard"]["held"] else " -> not held"))
     print(f"decision: {challenger} {'ships' if ships else 'does not ship'} -> {report['decision']['shipped']}")
     return report
 

@@ -131,3 +131,24 @@ def test_headline_renders_the_result_files_and_refuses_a_mix_of_models(tmp_path,
     (results / headline.QUICKSTART).write_text(json.dumps(quick))
     with pytest.raises(ValueError, match="re-run the quick-start command"):
         headline.main(["--check"])
+
+
+def test_selection_guard_keeps_a_challenger_that_wins_on_one_domain_by_losing_another():
+    """benchmarks/selection.py: the challenger ships iff it is >= on all dev queries and, with a guard,
+    no more than the tolerance below on the guarded collections pooled; a guard naming a collection the
+    dev set lacks raises."""
+    from selection import decide
+
+    counts = {"scifact:train": 100, "nfcorpus:train": 30, "wikiqa:dev": 126}
+    guard = {"collections": ["scifact:train", "nfcorpus:train"], "tolerance": 0.01}
+    s = {"ndcg@10": 0.58, "per_collection": {"scifact:train": 0.75, "nfcorpus:train": 0.30, "wikiqa:dev": 0.58}}
+    web = {"ndcg@10": 0.60, "per_collection": {"scifact:train": 0.70, "nfcorpus:train": 0.30, "wikiqa:dev": 0.70}}
+    even = {"ndcg@10": 0.60, "per_collection": {"scifact:train": 0.745, "nfcorpus:train": 0.30, "wikiqa:dev": 0.66}}
+    assert decide({"G": web, "S": s}, "G", counts, None)["ships"]  # without the guard the web gain decides
+    lost = decide({"G": web, "S": s}, "G", counts, guard)
+    assert not lost["ships"] and not lost["guard"]["held"]
+    assert lost["guard"]["ndcg@10"]["S"] == pytest.approx((100 * 0.75 + 30 * 0.30) / 130)
+    assert decide({"G": even, "S": s}, "G", counts, guard)["ships"]  # 0.005 below: within the tolerance
+    assert not decide({"G": s, "S": web}, "G", counts, guard)["ships"]  # lower over all dev queries
+    with pytest.raises(ValueError, match=r"guard: collections \['med:test'\]"):
+        decide({"G": web, "S": s}, "G", counts, {"collections": ["med:test"]})
