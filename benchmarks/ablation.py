@@ -6,13 +6,13 @@ judged scifact test queries in natural id order, BM25 top-``top_k``) with the sa
 score cache makes a repeated run free). The final model (stage 1 + stage 2) and the zero-shot
 model are then run unchanged on out-of-domain collections.
 
-The shipped recipe's ablation (issue #30): stage 2 alone (`prorank-smollm2-135m-stage2`, trained by
+The shipped recipe's ablation (issue #30): stage 2 alone (the shipped `prorank-smollm2-135m`, which selection kept; trained by
 ``configs/score-cpu.yaml`` from the base model) against the same stage 2 from stage 1's checkpoint
 (``prorank train pipeline --config configs/pipeline-cpu.yaml``), all SciFact test queries and four
 other collections, alone and fused, into ``benchmarks/results/pipeline/``::
 
     PRORANK_DATA_DIR=../shared/data python benchmarks/ablation.py --base null --warmup null \
-        --score_only prorank-smollm2-135m-stage2 --full runs/pipeline-cpu/score/model \
+        --score_only prorank-smollm2-135m --full runs/pipeline-cpu/score/model \
         --max_queries null --max_length 256 --ood '[nfcorpus:dev, cranfield, cacm, med]' \
         --ood_max_queries null --ood_systems '[stage2, stage1+stage2]' --results benchmarks/results/pipeline
 
@@ -42,13 +42,13 @@ from prorank.evaluation.compare import METRICS, SIGNIFICANCE  # noqa: E402
 class AblationConfig:
     """Which checkpoints fill the rows, and the evaluation protocol shared by all of them."""
 
-    base: str = "smollm2-135m-instruct"  # zero-shot row
+    base: str | None = "smollm2-135m-instruct"  # zero-shot row (null: not run)
     warmup: str | None = "runs/warmup-cpu/model"  # stage 1 only
     score_only: str | None = "runs/score-cpu-small-base/model"  # stage 2 from the base model
     full: str | None = "runs/score-cpu-small/model"  # stage 2 from the stage-1 checkpoint
     dataset: str = "scifact"
     split: str = "test"
-    max_queries: int = 50
+    max_queries: int | None = 50  # null: all judged queries
     top_k: int = 20
     max_length: int = 256
     batch_size: int | None = None  # pairs per forward pass; None: the device default

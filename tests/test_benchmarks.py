@@ -152,3 +152,26 @@ def test_selection_guard_keeps_a_challenger_that_wins_on_one_domain_by_losing_an
     assert not decide({"G": s, "S": web}, "G", counts, guard)["ships"]  # lower over all dev queries
     with pytest.raises(ValueError, match=r"guard: collections \['med:test'\]"):
         decide({"G": web, "S": s}, "G", counts, {"collections": ["med:test"]})
+
+
+@pytest.mark.parametrize("script", ["ablation", "ddp", "eval_ray", "quality", "selection"])
+def test_documented_benchmark_commands_parse(script):
+    """Every command a benchmark's docstring gives (``... python benchmarks/<script>.py ARGS``) builds
+    its config: a documented command that fails at its first line is what a user meets first."""
+    import importlib
+    import re
+    import shlex
+
+    from prorank.config import config_from_argv
+
+    module = importlib.import_module(script)
+    commands = re.findall(r"python benchmarks/" + script + r"\.py((?:\\\n|[^\n])*)", module.__doc__)
+    assert commands, f"benchmarks/{script}.py documents no command"
+    cls = next(v for k, v in vars(module).items() if k.endswith("Config") and isinstance(v, type))
+    for tail in commands:
+        args = shlex.split(tail.replace("\\\n", " "))
+        config_from_argv(cls, args)  # raises ConfigError naming the field a documented value does not fit
+    if script == "ablation":
+        cfg = config_from_argv(cls, shlex.split(commands[0].replace("\\\n", " ")))
+        assert cfg.base is None and cfg.score_only == "prorank-smollm2-135m" and cfg.max_queries is None
+        assert cfg.ood == ["nfcorpus:dev", "cranfield", "cacm", "med"]
