@@ -38,6 +38,9 @@ sys.path.insert(0, str(REPO))
 from prorank.evaluation.compare import METRICS, SIGNIFICANCE  # noqa: E402
 
 
+AGAINST = ("BM25", "zero-shot", "stage2", "stage2 fused")  # the p-value columns
+
+
 @dataclass
 class AblationConfig:
     """Which checkpoints fill the rows, and the evaluation protocol shared by all of them."""
@@ -117,19 +120,20 @@ def run_dataset(cfg: AblationConfig, dataset: str, systems: dict[str, str | None
 
 
 def significance(rows: list[dict[str, Any]], dataset: str) -> None:
-    """Add ``p_vs_bm25``, ``p_vs_zero_shot`` and ``p_vs_stage2`` (nDCG@10, paired over the same queries)
-    to ``rows``: the last answers whether stage 1 adds anything to stage 2."""
+    """Add ``p_vs_bm25``, ``p_vs_zero_shot``, ``p_vs_stage2`` and ``p_vs_stage2_fused`` (nDCG@10, paired
+    over the same queries) to ``rows``: the last two answer whether stage 1 adds anything to stage 2,
+    alone and fused with BM25."""
     from prorank.evaluation.compare import add_pvalues, read_per_query
 
     per_query = {r["system"]: read_per_query(r["summary"], dataset, r["run"]) for r in rows if r.get("summary")}
-    add_pvalues(rows, per_query, ("BM25", "zero-shot", "stage2"))
+    add_pvalues(rows, per_query, AGAINST)
 
 
 def markdown(table: dict[str, Any]) -> str:
     from prorank.evaluation.compare import markdown as render
 
     return render(f"{table['dataset']} ({table.get('split')}, {table.get('queries')} queries, BM25 top-{table['top_k']} "
-                  f"reranked, max_length {table['max_length']})", table["rows"], ("zero-shot", "stage2", "BM25"))
+                  f"reranked, max_length {table['max_length']})", table["rows"], AGAINST)
 
 
 def main(cfg: AblationConfig) -> dict[str, Any]:
