@@ -154,7 +154,7 @@ def test_selection_guard_keeps_a_challenger_that_wins_on_one_domain_by_losing_an
         decide({"G": web, "S": s}, "G", counts, {"collections": ["med:test"]})
 
 
-@pytest.mark.parametrize("script", ["ablation", "ddp", "eval_ray", "quality", "selection"])
+@pytest.mark.parametrize("script", ["ablation", "ddp", "eval_ray", "quality", "selection", "stage2_memory"])
 def test_documented_benchmark_commands_parse(script):
     """Every command a benchmark's docstring gives (``... python benchmarks/<script>.py ARGS``) builds
     its config: a documented command that fails at its first line is what a user meets first."""

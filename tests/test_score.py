@@ -227,9 +227,10 @@ def test_config_files_load() -> None:
 
     # the stage-2-only adapter was trained by this very recipe (its checkpoint records the config it
     # ran), but for the micro-batches: 1 group x 4 accumulated = 4 groups at once (equal batches and
-    # gradients: test_micro_batches_equal_one_large_batch)
+    # gradients: test_micro_batches_equal_one_large_batch) and where the data is built (isolate_data: a
+    # child process, the same groups)
     stage2_only = json.loads((REPO / "prorank" / "weights" / "prorank-smollm2-135m" / "prorank.json").read_text())
-    batching = ("output_dir", "groups_per_batch", "gradient_accumulation_steps")
+    batching = ("output_dir", "groups_per_batch", "gradient_accumulation_steps", "isolate_data")
     ran, now = dict(stage2_only["config"]), to_dict(cpu)
     for key in ("datasets", "dev"):  # sources gained fields since (at their defaults there)
         ran[key] = [to_dict(DataSource(**d)) for d in ran[key]]
@@ -291,6 +292,8 @@ def test_several_datasets_teacher_distillation_and_dev_fusion(tiny_model_dir, da
         assert qrels[name][qid][g["docids"][0]] > 0 and all(qrels[name][qid].get(d, 0) <= 0 for d in g["docids"][1:])
         assert len(g["scores"]) == len(g["docids"]) and all(0.0 <= t <= 1.0 for t in g["scores"])
     data = json.loads((tmp_path / "beir" / "data.json").read_text())
+    # built in a child process (BM25's JVM, the teacher, the corpora left with it), its peak recorded
+    assert data["built_by"]["process"] == "child" and data["built_by"]["peak_rss_mb"] > 0
     for source in ("scifact:train", "nfcorpus:train"):
         teacher = data["sources"][source]["teacher"]
         assert 0.0 <= teacher["bm25_weight"] <= 1.0

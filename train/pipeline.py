@@ -48,6 +48,9 @@ class PipelineConfig:
                                      "(model and output are filled in); null skips it")
     evaluate: list[str] = option(["base", "warmup", "score"], "which models to evaluate: base, warmup, score")
     force: bool = option(False, "re-run stage 1 even when its checkpoint exists")
+    isolate_stages: bool = option(True, "train each stage in a child process of its own (not under accelerate "
+                                  "launch): what a stage loaded (stage 1's JVM, its trainer) leaves with it, and "
+                                  "each stage's peak memory is its own process's")
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.evaluate) - set(MODELS))
@@ -100,7 +103,6 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     """Run the stages in order; return (and write) ``output_dir/pipeline.json``."""
     from prorank.atomic import atomic_write_json
     from prorank.checkpoint import read_metadata
-    from prorank.train.memory import peak_rss_mb, reset_peak_rss
     from prorank.train.stage2_score import main as score_main
 
     out = Path(cfg.output_dir)
@@ -121,18 +123,18 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
         else:
             if wcfg.resume_from_checkpoint is None and not cfg.force and _has_checkpoint(wcfg):
                 wcfg.resume_from_checkpoint = True  # an interrupted stage 1 continues from its last save
-            t0 = reset_peak_rss()
-            result = warmup_main(wcfg)
+            t0 = time.time()
+            result, peak = _run_stage(cfg, warmup_main, wcfg)
             report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "seconds": round(time.time() - t0, 1),
-                                          "peak_rss_mb": peak_rss_mb(), "summary": _jsonable(result)}
+                                          "peak_rss_mb": peak, "summary": _jsonable(result)}
         if is_main_process():
             atomic_write_json(out / "pipeline.json", report)
 
     # 2. stage 2 from stage 1's checkpoint (resumes from its saved state)
-    t0 = reset_peak_rss()
-    result = score_main(scfg)
+    t0 = time.time()
+    result, peak = _run_stage(cfg, score_main, scfg)
     report["stages"]["score"] = {"checkpoint": str(Path(scfg.output_dir) / "model"),
-                                 "seconds": round(time.time() - t0, 1), "peak_rss_mb": peak_rss_mb(),
+                                 "seconds": round(time.time() - t0, 1), "peak_rss_mb": peak,
                                  "summary": _jsonable(result)}
     if not is_main_process():  # under accelerate launch: one process evaluates and writes
         return report
@@ -150,6 +152,21 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     report["seconds"] = round(time.time() - started, 1)
     atomic_write_json(out / "pipeline.json", report)
     return report
+
+
+def _run_stage(cfg: PipelineConfig, stage: Any, stage_cfg: Any) -> tuple[Any, float]:
+    """``stage(stage_cfg)`` and the peak resident memory (MB) of the process that ran it: a child
+    process of its own with ``isolate_stages`` outside ``accelerate launch``, else this one."""
+    import os
+
+    from prorank.train.memory import peak_rss_mb, reset_peak_rss
+
+    if cfg.isolate_stages and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        from prorank.train.isolated import run_isolated
+
+        return run_isolated(stage, stage_cfg)
+    reset_peak_rss()
+    return stage(stage_cfg), peak_rss_mb()
 
 
 def _evaluate(cfg: PipelineConfig, name: str, model: str, max_length: int) -> dict[str, Any]:

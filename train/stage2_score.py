@@ -125,6 +125,8 @@ class ScoreConfig:
     # --- checkpoints and logs
     save_every: int = option(50, "steps between resume states (and at the end); 0 = only at the end")
     resume: bool = option(True, "continue from output_dir/state when present")
+    isolate_data: bool = option(True, "build the groups and dev set in a child process: BM25's JVM, the teacher "
+                                "and the corpora then never stay resident in the training process")
     log_every: int = option(1, "steps between log.jsonl lines")
     seed: int = option(0, "seed of the data, batches and initialisation")
 
@@ -158,6 +160,30 @@ class ScoreConfig:
 
 
 # ------------------------------------------------------------------------------ 1. data
+def prepare_data(cfg: ScoreConfig, out: Path) -> dict[str, Any]:
+    """``build_data``, in a child process when ``cfg.isolate_data`` (``prorank.train.isolated``);
+    ``data.json`` records which process built it and that process's peak resident memory."""
+    import os
+
+    from prorank.train.memory import peak_rss_mb
+
+    if cfg.isolate_data:
+        from prorank.train.isolated import run_isolated
+
+        (info, pid), peak = run_isolated(_build_data_here, cfg, out)
+    else:
+        info, pid, peak = build_data(cfg, out), os.getpid(), peak_rss_mb()
+    info["built_by"] = {"process": "child" if pid != os.getpid() else "training", "peak_rss_mb": peak}
+    atomic_write_json(out / "data.json", info)
+    return info
+
+
+def _build_data_here(cfg: ScoreConfig, out: Path) -> tuple[dict[str, Any], int]:
+    import os
+
+    return build_data(cfg, out), os.getpid()
+
+
 def build_data(cfg: ScoreConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Training groups, dev set and their description -> ``groups.jsonl``, ``dev.json``, ``data.json``."""
     import random
@@ -321,7 +347,7 @@ class ScoreRun:
         if self.main_proc:  # data: built once by the main process, read by all, reused on resume
             self.out.mkdir(parents=True, exist_ok=True)
             if folder is None or not (self.out / "groups.jsonl").is_file():
-                build_data(cfg, self.out)
+                prepare_data(cfg, self.out)
         self.acc.wait_for_everyone()
         self.groups = read_jsonl_groups(self.out / "groups.jsonl")
         self.dev = DevSet.load(self.out / "dev.json")
