@@ -42,3 +42,17 @@ def test_an_exception_in_the_child_is_raised_with_its_traceback():
 def test_a_child_killed_without_an_answer_is_an_error_naming_its_exit():
     with pytest.raises(ChildProcessError, match=r"_die ended without a result.*exit code -9"):
         run_isolated(_die)
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path):
+    """spawn re-imports the caller's script in the child; a script without an ``if __name__ ==
+    "__main__"`` guard (accelerate launch scripts, a user's ``main(cfg)`` call) must not run twice."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text("print('body ran', flush=True)\nfrom prorank.train.isolated import run_isolated\n"
+                      "print('result', run_isolated(pow, 2, 5)[0])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["body ran", "result 32"]

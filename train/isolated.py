@@ -14,9 +14,11 @@ the child's traceback attached; a child that dies without one (killed, out of me
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sys
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 __all__ = ["run_isolated"]
 
@@ -37,16 +39,35 @@ def _child(conn: Any, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any
         conn.close()
 
 
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Keep ``spawn`` from running the caller's script again in the child: it re-imports
+    ``__main__`` from its file, which re-runs a script without an ``if __name__ == "__main__"``
+    guard (an ``accelerate launch`` script, a user's ``main(cfg)`` call). ``fn`` never lives there."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__spec__", "__file__") if main is not None and hasattr(main, k)}
+    try:
+        if main is not None:
+            main.__spec__ = None  # spawn reads it unconditionally
+            if "__file__" in saved:
+                del main.__file__
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
 def run_isolated(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     """``fn(*args, **kwargs)`` in a spawned child process: ``(its result, the child's peak RSS in MB)``.
 
-    ``fn``, its arguments and its result must pickle (a module-level function, dataclass configs,
-    plain data). Ctrl-C reaches the child too (same process group); the caller waits for it to end.
+    ``fn``, its arguments and its result must pickle (a function of an importable module, not of
+    the script being run; dataclass configs; plain data). Ctrl-C reaches the child too (same process group); the caller waits for it to end.
     """
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(send, fn, args, kwargs), name=f"prorank:{getattr(fn, '__name__', 'step')}")
-    child.start()
+    with _main_script_hidden():
+        child.start()
     send.close()
     try:
         try:
