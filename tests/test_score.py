@@ -431,6 +431,9 @@ def test_pipeline_chains_warmup_into_score(tiny_model_dir, groups_file, tmp_path
     assert meta["parent"] == str(warm) and meta["parent_stage"] == "warmup"
     assert meta["base_model"] == str(tiny_model_dir)
     assert report["stages"]["warmup"]["checkpoint"] == str(warm)
+    # stage 1 trained in a process of its own (gone before stage 2), its peak that process's
+    assert report["stages"]["warmup"]["process"] == "child" and report["stages"]["warmup"]["peak_rss_mb"] > 0
+    assert report["stages"]["score"]["process"] == "pipeline"
     again = pipeline_main(cfg)["stages"]["warmup"]
     assert again["skipped"] == "checkpoint exists"  # not trained twice, and its record is kept:
     assert again["seconds"] == report["stages"]["warmup"]["seconds"] and again["summary"]["global_step"] == 1

@@ -14,7 +14,9 @@ config names another folder. A stage whose checkpoint already exists is not run 
 interrupted stage 1 resumes from its last trainer checkpoint, stage 2 from its saved state and the
 evaluation from its score cache, so re-running an interrupted pipeline continues where it stopped.
 Stage 1 holds out stage 2's dev queries (``WarmupConfig.hold_out``). ``pipeline.json`` records each
-stage's time and peak resident memory.
+stage's time and peak resident memory. Stage 1 trains in a child process of its own
+(``isolate_stages``; not under ``accelerate launch``), so its JVM and trainer are gone when stage 2
+starts (which builds its own data in a child process, ``ScoreConfig.isolate_data``).
 ``output_dir/pipeline.json`` summarises the stages and the evaluation table. Under ``accelerate
 launch`` both stages train on every process; the main process alone writes ``pipeline.json`` and
 runs the evaluation.
@@ -48,9 +50,9 @@ class PipelineConfig:
                                      "(model and output are filled in); null skips it")
     evaluate: list[str] = option(["base", "warmup", "score"], "which models to evaluate: base, warmup, score")
     force: bool = option(False, "re-run stage 1 even when its checkpoint exists")
-    isolate_stages: bool = option(True, "train each stage in a child process of its own (not under accelerate "
-                                  "launch): what a stage loaded (stage 1's JVM, its trainer) leaves with it, and "
-                                  "each stage's peak memory is its own process's")
+    isolate_stages: bool = option(True, "train stage 1 in a child process of its own (not under accelerate "
+                                  "launch): what it loaded (its JVM, its trainer) leaves with it before stage 2, "
+                                  "and its peak memory is its own process's")
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.evaluate) - set(MODELS))
@@ -124,17 +126,17 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
             if wcfg.resume_from_checkpoint is None and not cfg.force and _has_checkpoint(wcfg):
                 wcfg.resume_from_checkpoint = True  # an interrupted stage 1 continues from its last save
             t0 = time.time()
-            result, peak = _run_stage(cfg, warmup_main, wcfg)
+            result, peak, process = _run_stage(cfg, warmup_main, wcfg)
             report["stages"]["warmup"] = {"checkpoint": str(warm_ckpt), "seconds": round(time.time() - t0, 1),
-                                          "peak_rss_mb": peak, "summary": _jsonable(result)}
+                                          "peak_rss_mb": peak, "process": process, "summary": _jsonable(result)}
         if is_main_process():
             atomic_write_json(out / "pipeline.json", report)
 
     # 2. stage 2 from stage 1's checkpoint (resumes from its saved state)
     t0 = time.time()
-    result, peak = _run_stage(cfg, score_main, scfg)
+    result, peak, process = _run_stage(cfg, score_main, scfg, isolate=False)  # stage 2 isolates its own data
     report["stages"]["score"] = {"checkpoint": str(Path(scfg.output_dir) / "model"),
-                                 "seconds": round(time.time() - t0, 1), "peak_rss_mb": peak,
+                                 "seconds": round(time.time() - t0, 1), "peak_rss_mb": peak, "process": process,
                                  "summary": _jsonable(result)}
     if not is_main_process():  # under accelerate launch: one process evaluates and writes
         return report
@@ -154,19 +156,20 @@ def main(cfg: PipelineConfig) -> dict[str, Any]:
     return report
 
 
-def _run_stage(cfg: PipelineConfig, stage: Any, stage_cfg: Any) -> tuple[Any, float]:
-    """``stage(stage_cfg)`` and the peak resident memory (MB) of the process that ran it: a child
-    process of its own with ``isolate_stages`` outside ``accelerate launch``, else this one."""
+def _run_stage(cfg: PipelineConfig, stage: Any, stage_cfg: Any, isolate: bool = True) -> tuple[Any, float, str]:
+    """``stage(stage_cfg)``, the peak resident memory (MB) of the process that ran it and which that
+    was: a ``child`` of its own with ``isolate`` and ``isolate_stages`` outside ``accelerate launch``,
+    else this ``pipeline`` process."""
     import os
 
     from prorank.train.memory import peak_rss_mb, reset_peak_rss
 
-    if cfg.isolate_stages and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if isolate and cfg.isolate_stages and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         from prorank.train.isolated import run_isolated
 
-        return run_isolated(stage, stage_cfg)
+        return (*run_isolated(stage, stage_cfg), "child")
     reset_peak_rss()
-    return stage(stage_cfg), peak_rss_mb()
+    return stage(stage_cfg), peak_rss_mb(), "pipeline"
 
 
 def _evaluate(cfg: PipelineConfig, name: str, model: str, max_length: int) -> dict[str, Any]:

@@ -125,8 +125,9 @@ class ScoreConfig:
     # --- checkpoints and logs
     save_every: int = option(50, "steps between resume states (and at the end); 0 = only at the end")
     resume: bool = option(True, "continue from output_dir/state when present")
-    isolate_data: bool = option(True, "build the groups and dev set in a child process: BM25's JVM, the teacher "
-                                "and the corpora then never stay resident in the training process")
+    isolate_data: bool = option(True, "build the groups and dev set in a child process when they load collections "
+                                "(datasets or dev): BM25's JVM, the teacher and the corpora then never stay "
+                                "resident in the training process")
     log_every: int = option(1, "steps between log.jsonl lines")
     seed: int = option(0, "seed of the data, batches and initialisation")
 
@@ -161,13 +162,15 @@ class ScoreConfig:
 
 # ------------------------------------------------------------------------------ 1. data
 def prepare_data(cfg: ScoreConfig, out: Path) -> dict[str, Any]:
-    """``build_data``, in a child process when ``cfg.isolate_data`` (``prorank.train.isolated``);
+    """``build_data``, in a child process when ``cfg.isolate_data`` and it loads collections (BM25,
+    the teacher; ``prorank.train.isolated``; JSONL groups alone are read here);
     ``data.json`` records which process built it and that process's peak resident memory."""
     import os
 
     from prorank.train.memory import peak_rss_mb
 
-    if cfg.isolate_data:
+    loads_collections = (cfg.jsonl is None and bool(cfg.datasets)) or bool(cfg.dev)
+    if cfg.isolate_data and loads_collections:
         from prorank.train.isolated import run_isolated
 
         (info, pid), peak = run_isolated(_build_data_here, cfg, out)
