@@ -165,30 +165,24 @@ def prepare_data(cfg: ScoreConfig, out: Path) -> dict[str, Any]:
     """``build_data``, in a child process when ``cfg.isolate_data`` and it loads collections (BM25,
     the teacher; ``prorank.train.isolated``; JSONL groups alone are read here);
     ``data.json`` records which process built it and that process's peak resident memory."""
-    import os
-
     from prorank.train.memory import peak_rss_mb
 
     loads_collections = (cfg.jsonl is None and bool(cfg.datasets)) or bool(cfg.dev)
     if cfg.isolate_data and loads_collections:
         from prorank.train.isolated import run_isolated
 
-        (info, pid), peak = run_isolated(_build_data_here, cfg, out)
+        info, peak = run_isolated(build_data, cfg, out)
+        process = "child"
     else:
-        info, pid, peak = build_data(cfg, out), os.getpid(), peak_rss_mb()
-    info["built_by"] = {"process": "child" if pid != os.getpid() else "training", "peak_rss_mb": peak}
+        info, peak, process = build_data(cfg, out), peak_rss_mb(), "training"
+    info["built_by"] = {"process": process, "peak_rss_mb": peak}
     atomic_write_json(out / "data.json", info)
     return info
 
 
-def _build_data_here(cfg: ScoreConfig, out: Path) -> tuple[dict[str, Any], int]:
-    import os
-
-    return build_data(cfg, out), os.getpid()
-
-
 def build_data(cfg: ScoreConfig, out: Path, progress: bool = True) -> dict[str, Any]:
-    """Training groups, dev set and their description -> ``groups.jsonl``, ``dev.json``, ``data.json``."""
+    """Training groups and dev set -> ``groups.jsonl``, ``dev.json``; returns their description
+    (``prepare_data`` writes it to ``data.json``)."""
     import random
 
     from prorank.train.score_data import training_groups
@@ -225,7 +219,6 @@ def build_data(cfg: ScoreConfig, out: Path, progress: bool = True) -> dict[str, 
     dev = build_devset(dev_sources, cfg.dev_top_k)
     dev.save(out / "dev.json")
     info["dev"] = dev.describe()
-    atomic_write_json(out / "data.json", info)
     return info
 
 
